@@ -1,0 +1,251 @@
+#include "housekeeper.h"
+
+#include <algorithm>
+
+#include "fail.h"
+#include "futex.h"
+#include "xinterp/runtime.h"
+
+namespace xinterp {
+
+namespace {
+// sleep_mode_ values.
+constexpr uint32_t kAwake = 0;
+constexpr uint32_t kTimed = 1;       // sleeping until a deadline: only urgent news wakes it
+constexpr uint32_t kIndefinite = 2;  // nothing watched: any news wakes it
+}  // namespace
+
+Housekeeper::Housekeeper(Runtime& runtime) : runtime_(runtime) {}
+
+Housekeeper::~Housekeeper() {
+  stop_.store(true, std::memory_order_seq_cst);
+  kick(/*urgent=*/true);
+  {
+    internal::MutexLock lock(start_mu_);
+    if (joinable_) pthread_join(thread_, nullptr);
+    joinable_ = false;
+  }
+  run_deferred_raw();
+  internal::MutexLock lock(mu_);
+  for (Owner* o = inbox_.exchange(nullptr); o;) {
+    Owner* next = o->hk_next_;
+    watched_.push_back({o, 0, {}});
+    o = next;
+  }
+  for (Watched& w : watched_) w.owner->unref();
+  watched_.clear();
+}
+
+void Housekeeper::start() noexcept {
+  internal::MutexLock lock(start_mu_);
+  if (running_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) return;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, 256 * 1024);
+  int rc = pthread_create(&thread_, &attr, &Housekeeper::thread_main, this);
+  pthread_attr_destroy(&attr);
+  XI_CHECK(rc == 0, "cannot start the housekeeper thread (error %d)", rc);
+  joinable_ = true;
+  starts_.fetch_add(1, std::memory_order_relaxed);
+  running_.store(true, std::memory_order_release);
+}
+
+void* Housekeeper::thread_main(void* self) {
+  static_cast<Housekeeper*>(self)->run();
+  return nullptr;
+}
+
+void Housekeeper::kick(bool urgent) noexcept {
+  seq_.fetch_add(1, std::memory_order_seq_cst);
+  uint32_t mode = sleep_mode_.load(std::memory_order_seq_cst);
+  if (mode == kIndefinite || (urgent && mode == kTimed)) internal::futex_wake(seq_);
+}
+
+void Housekeeper::watch(Owner& owner, bool urgent) noexcept {
+  if (owner.hk_watched_.exchange(true, std::memory_order_seq_cst)) {
+    if (urgent) kick(true);
+    return;
+  }
+  owner.ref();  // the watch list's
+  Owner* head = inbox_.load(std::memory_order_relaxed);
+  do {
+    owner.hk_next_ = head;
+  } while (!inbox_.compare_exchange_weak(head, &owner, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed));
+  kick(urgent);
+}
+
+void Housekeeper::defer_raw(Owner& owner, PendingCall* call) noexcept {
+  owner.ref();  // dropped once the call ran
+  call->deferred_owner_ = &owner;
+  PendingCall* head = raw_.load(std::memory_order_relaxed);
+  do {
+    call->next_ = head;
+  } while (!raw_.compare_exchange_weak(head, call, std::memory_order_seq_cst,
+                                       std::memory_order_relaxed));
+  kick(true);
+}
+
+void Housekeeper::run_deferred_raw() noexcept {
+  PendingCall* lifo = raw_.exchange(nullptr, std::memory_order_acquire);
+  PendingCall* fifo = nullptr;
+  while (lifo) {
+    PendingCall* next = lifo->next_;
+    lifo->next_ = fifo;
+    fifo = lifo;
+    lifo = next;
+  }
+  while (fifo) {
+    PendingCall* next = fifo->next_;
+    Owner* owner = fifo->deferred_owner_;
+    fifo->deferred_owner_ = nullptr;
+    owner->run_raw_deferred(fifo);
+    owner->unref();
+    fifo = next;
+  }
+}
+
+void Housekeeper::take_inbox_locked(std::chrono::steady_clock::time_point now) {
+  Owner* lifo = inbox_.exchange(nullptr, std::memory_order_acquire);
+  size_t first = watched_.size();
+  for (Owner* o = lifo; o;) {
+    Owner* next = o->hk_next_;
+    watched_.push_back({o, o->drain_epoch_.load(std::memory_order_acquire), now});
+    o = next;
+  }
+  std::reverse(watched_.begin() + static_cast<ptrdiff_t>(first), watched_.end());
+}
+
+bool Housekeeper::unwatch_if_empty(Owner& owner) noexcept {
+  // Dekker with Owner::post(): the poster pushes (seq_cst) and then sets hk_watched_; we clear
+  // hk_watched_ and then look at the queue. One of us sees the other.
+  owner.hk_watched_.store(false, std::memory_order_seq_cst);
+  PendingCall* h = owner.head_.load(std::memory_order_seq_cst);
+  if (h == nullptr || h == Owner::sealed_marker()) return true;
+  // Work arrived: keep our entry unless a poster already re-queued the owner with its own ref.
+  return owner.hk_watched_.exchange(true, std::memory_order_seq_cst);
+}
+
+void Housekeeper::drain_attached(Owner& owner) noexcept {
+  if (!owner.try_use()) return;  // closing: the closer drains
+  Engine& engine = runtime_.engine();
+  if (engine.attach(owner)) {
+    attaches_.fetch_add(1, std::memory_order_relaxed);
+    owner.drain(DrainBy::kHousekeeper);
+    engine.detach(owner);
+  }
+  owner.end_use();
+}
+
+Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::time_point now,
+                                        std::chrono::steady_clock::time_point& next_due) noexcept {
+  Owner& o = *w.owner;
+  Engine& engine = runtime_.engine();
+  OwnerState state = o.state();
+  if (state == OwnerState::kClosed) return Verdict::kForget;
+  if (o.wake_deferred_.exchange(false, std::memory_order_acq_rel) && o.has_pending() &&
+      state == OwnerState::kAlive) {
+    o.wakes_.fetch_add(1, std::memory_order_relaxed);
+    engine.wake(o);
+  }
+  if (!o.has_pending()) return unwatch_if_empty(o) ? Verdict::kForget : Verdict::kKeep;
+  const auto deadline = runtime_.options().drain_deadline;
+  if (state == OwnerState::kAlive) {
+    uint64_t epoch = o.drain_epoch_.load(std::memory_order_acquire);
+    if (epoch != w.epoch) {
+      // It drained since we last looked: it is alive and listening; restart its clock.
+      w.epoch = epoch;
+      w.since = now;
+    } else if (engine.is_idle(o) || now - w.since >= deadline) {
+      drain_attached(o);
+      w.epoch = o.drain_epoch_.load(std::memory_order_acquire);
+      w.since = std::chrono::steady_clock::now();
+      if (!o.has_pending()) return unwatch_if_empty(o) ? Verdict::kForget : Verdict::kKeep;
+    }
+  }
+  next_due = std::min(next_due, w.since + deadline);
+  return Verdict::kKeep;
+}
+
+void Housekeeper::run() noexcept {
+  using Clock = std::chrono::steady_clock;
+  std::vector<Watched> work;
+  std::vector<Owner*> forget;
+  while (!stop_.load(std::memory_order_acquire)) {
+    uint32_t seq = seq_.load(std::memory_order_seq_cst);
+    run_deferred_raw();
+
+    Clock::time_point now = Clock::now();
+    {
+      internal::MutexLock lock(mu_);
+      take_inbox_locked(now);
+      work = watched_;  // only this thread changes watched_; mu_ keeps it whole across fork
+    }
+    Clock::time_point next_due = Clock::time_point::max();
+    std::vector<bool> keep(work.size());
+    for (size_t i = 0; i < work.size(); ++i) {
+      keep[i] = visit(work[i], now, next_due) == Verdict::kKeep;
+      now = Clock::now();
+    }
+    bool idle;
+    {
+      internal::MutexLock lock(mu_);
+      // watched_ may have grown only at its end (take_inbox_locked runs on this thread alone).
+      size_t out = 0;
+      for (size_t i = 0; i < watched_.size(); ++i) {
+        if (i < work.size()) {
+          if (!keep[i]) {
+            forget.push_back(work[i].owner);
+            continue;
+          }
+          watched_[out++] = work[i];
+        } else {
+          watched_[out++] = watched_[i];
+        }
+      }
+      watched_.resize(out);
+      idle = watched_.empty();
+    }
+    for (Owner* o : forget) o->unref();
+    forget.clear();
+
+    // Sleep. Dekker with kick(): we publish sleep_mode_ and then look for news; a kicker
+    // publishes news and then looks at sleep_mode_ (and bumps seq_, which voids our wait).
+    const auto deadline = runtime_.options().drain_deadline;
+    sleep_mode_.store(idle ? kIndefinite : kTimed, std::memory_order_seq_cst);
+    if (inbox_.load(std::memory_order_seq_cst) == nullptr &&
+        raw_.load(std::memory_order_seq_cst) == nullptr &&
+        !stop_.load(std::memory_order_seq_cst)) {
+      std::chrono::nanoseconds timeout(-1);
+      if (!idle) {
+        // Look again within half a deadline so that an owner first seen late still drains
+        // within about 1.5 deadlines of its post.
+        auto until_due = next_due - Clock::now();
+        timeout = std::clamp<std::chrono::nanoseconds>(
+            std::chrono::duration_cast<std::chrono::nanoseconds>(until_due),
+            std::chrono::nanoseconds(0), deadline / 2);
+      }
+      internal::futex_wait(seq_, seq, timeout);
+    }
+    sleep_mode_.store(kAwake, std::memory_order_seq_cst);
+  }
+}
+
+void Housekeeper::reset_after_fork_child() {
+  // The thread did not survive the fork. Drop everything it watched (survivors are watched anew
+  // by Owner::after_fork_child) and let the next ensure_running() start a new thread.
+  for (Owner* o = inbox_.exchange(nullptr); o;) {
+    Owner* next = o->hk_next_;
+    o->unref();
+    o = next;
+  }
+  for (Watched& w : watched_) w.owner->unref();
+  watched_.clear();
+  sleep_mode_.store(kAwake, std::memory_order_relaxed);
+  running_.store(false, std::memory_order_relaxed);
+  joinable_ = false;
+  mu_.unlock();
+  start_mu_.unlock();
+}
+
+}  // namespace xinterp

@@ -1,0 +1,309 @@
+#include "xinterp/owner.h"
+
+#include <climits>
+#include <exception>
+
+#include "fail.h"
+#include "futex.h"
+#include "housekeeper.h"
+#include "owner_registry.h"
+#include "thread_id.h"
+#include "xinterp/runtime.h"
+
+namespace xinterp {
+
+const char* to_string(OwnerState state) noexcept {
+  switch (state) {
+    case OwnerState::kAlive:
+      return "alive";
+    case OwnerState::kClosing:
+      return "closing";
+    case OwnerState::kClosed:
+      return "closed";
+  }
+  return "?";
+}
+
+Owner::Owner(Runtime& runtime, OwnerId id, void* engine_data) noexcept
+    : runtime_(&runtime), id_(id), engine_data_(engine_data) {}
+
+Owner::~Owner() {
+  PendingCall* h = head_.load(std::memory_order_relaxed);
+  // An owner record dies only after its queue was sealed (closed) or while it never had a call:
+  // a record freed with calls queued would lose them.
+  XI_CHECK(h == nullptr || h == sealed_marker(), "owner %llu freed with calls still queued",
+           static_cast<unsigned long long>(id_));
+}
+
+void Owner::on_first_pending() noexcept {
+  Runtime& rt = *runtime_;
+  wakes_.fetch_add(1, std::memory_order_relaxed);
+  rt.engine().wake(*this);
+  Housekeeper& hk = rt.housekeeper();
+  hk.ensure_running();
+  hk.watch(*this, /*urgent=*/rt.engine().is_idle(*this));
+}
+
+void Owner::post_signal_safe(PendingCall* call) noexcept {
+  posted_.fetch_add(1, std::memory_order_relaxed);
+  PendingCall* old = push(call);
+  Housekeeper& hk = runtime_->housekeeper();
+  if (old == sealed_marker()) {
+    hk.defer_raw(*this, call);  // never run a call function inside the signal handler
+  } else if (old == nullptr) {
+    wake_deferred_.store(true, std::memory_order_seq_cst);
+    hk.watch(*this, /*urgent=*/true);
+  }
+}
+
+void Owner::run_or_post(PendingCall* call) noexcept {
+  if (runtime_->engine().current_owner() == id_ && state() != OwnerState::kClosed) {
+    // Inline only when nothing is queued ahead and no drain is in progress, so that the calls of
+    // one producer keep their order.
+    if (!has_pending() && !draining_.load(std::memory_order_relaxed)) {
+      posted_.fetch_add(1, std::memory_order_relaxed);
+      OwnerRef keep(this);
+      run_now(call, RunMode::kInOwner, run_inline_);
+      return;
+    }
+    OwnerRef keep(this);
+    post(call);
+    drain(DrainBy::kOwner);
+    return;
+  }
+  post(call);
+}
+
+void Owner::run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& counter) noexcept {
+  bool ok = false;
+  try {
+    ok = call->fn_(call, mode);
+    if (!ok && mode == RunMode::kInOwner) {
+      runtime_->engine().report_failure(*this, "pending call reported failure");
+    }
+  } catch (const std::exception& e) {
+    if (mode == RunMode::kInOwner) runtime_->engine().report_failure(*this, e.what());
+  } catch (...) {
+    if (mode == RunMode::kInOwner) runtime_->engine().report_failure(*this, "unknown exception");
+  }
+  if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
+  counter.fetch_add(1, std::memory_order_release);
+}
+
+void Owner::run_raw_deferred(PendingCall* call) noexcept {
+  run_now(call, RunMode::kRaw, run_raw_);
+}
+
+bool Owner::try_lock_drain() noexcept {
+  if (draining_.exchange(true, std::memory_order_acquire)) return false;
+  drainer_thread_.store(internal::this_thread_id(), std::memory_order_relaxed);
+  return true;
+}
+
+void Owner::unlock_drain() noexcept {
+  drainer_thread_.store(0, std::memory_order_relaxed);
+  draining_.store(false, std::memory_order_seq_cst);
+}
+
+size_t Owner::run_batch(PendingCall* lifo, RunMode mode, std::atomic<uint64_t>& counter) noexcept {
+  batch_lifo_.store(lifo, std::memory_order_relaxed);
+  batch_phase_.store(1, std::memory_order_release);
+  // Order the batch through fifo_next_, leaving next_ intact for a fork child to recover.
+  PendingCall* fifo = nullptr;
+  uint64_t n = 0;
+  for (PendingCall* c = lifo; c; c = c->next_) {
+    c->fifo_next_ = fifo;
+    fifo = c;
+    ++n;
+  }
+  uint64_t peak = peak_backlog_.load(std::memory_order_relaxed);
+  while (n > peak &&
+         !peak_backlog_.compare_exchange_weak(peak, n, std::memory_order_relaxed)) {
+  }
+  in_flight_.store(fifo, std::memory_order_release);
+  batch_phase_.store(2, std::memory_order_release);
+  while (fifo) {
+    PendingCall* next = fifo->fifo_next_;  // the call may free or re-post its node
+    in_flight_.store(next, std::memory_order_release);
+    run_now(fifo, mode, counter);
+    fifo = next;
+  }
+  batch_phase_.store(0, std::memory_order_release);
+  return n;
+}
+
+PendingCall* Owner::take_orphaned_batch() noexcept {
+  // Returns, linked by next_ in FIFO order, the calls of a vanished drainer's batch that it had
+  // not entered. The call it was running is lost with it (posted, never counted as run).
+  PendingCall* fifo = nullptr;
+  switch (batch_phase_.load(std::memory_order_acquire)) {
+    case 1: {
+      for (PendingCall* c = batch_lifo_.load(std::memory_order_relaxed); c;) {
+        PendingCall* next = c->next_;
+        c->next_ = fifo;
+        fifo = c;
+        c = next;
+      }
+      break;
+    }
+    case 2: {
+      fifo = in_flight_.load(std::memory_order_acquire);
+      for (PendingCall* c = fifo; c; c = c->fifo_next_) c->next_ = c->fifo_next_;
+      break;
+    }
+    default:
+      break;
+  }
+  batch_phase_.store(0, std::memory_order_relaxed);
+  return fifo;
+}
+
+size_t Owner::drain_locked(std::atomic<uint64_t>& counter, RunMode mode) noexcept {
+  size_t total = 0;
+  for (;;) {
+    // Only the drain-lock holder seals, so a head that is not sealed now stays unsealed until
+    // our exchange.
+    PendingCall* h = head_.load(std::memory_order_acquire);
+    if (h == nullptr || h == sealed_marker()) break;
+    PendingCall* batch = head_.exchange(nullptr, std::memory_order_acq_rel);
+    total += run_batch(batch, mode, counter);
+  }
+  drain_epoch_.fetch_add(1, std::memory_order_release);
+  return total;
+}
+
+size_t Owner::drain(DrainBy by) noexcept {
+  std::atomic<uint64_t>& counter = by == DrainBy::kOwner ? run_by_owner_ : run_by_housekeeper_;
+  size_t total = 0;
+  for (;;) {
+    if (!try_lock_drain()) return total;  // the active drainer takes what we would have
+    total += drain_locked(counter, RunMode::kInOwner);
+    unlock_drain();
+    // A post that landed after our last take may have had its drain refused by our lock.
+    PendingCall* h = head_.load(std::memory_order_seq_cst);
+    if (h == nullptr || h == sealed_marker()) return total;
+  }
+}
+
+PendingCall* Owner::seal() noexcept {
+  return head_.exchange(sealed_marker(), std::memory_order_acq_rel);
+}
+
+bool Owner::begin_close() noexcept {
+  OwnerState expected = OwnerState::kAlive;
+  return state_.compare_exchange_strong(expected, OwnerState::kClosing,
+                                        std::memory_order_seq_cst);
+}
+
+bool Owner::try_use() noexcept {
+  users_.fetch_add(1, std::memory_order_seq_cst);
+  if (state_.load(std::memory_order_seq_cst) != OwnerState::kAlive) {
+    end_use();
+    return false;
+  }
+  return true;
+}
+
+void Owner::end_use() noexcept {
+  if (users_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+      state_.load(std::memory_order_seq_cst) != OwnerState::kAlive) {
+    internal::futex_wake(users_, INT_MAX);
+  }
+}
+
+void Owner::wait_until_unused() noexcept {
+  for (;;) {
+    uint32_t u = users_.load(std::memory_order_seq_cst);
+    if (u == 0) return;
+    internal::futex_wait(users_, u);
+  }
+}
+
+void Owner::finish_close() noexcept {
+  begin_close();  // no-op if the caller began it
+  Engine& engine = runtime_->engine();
+  while (!try_lock_drain()) engine.yield_attached(*this);
+  drain_locked(run_by_owner_, RunMode::kInOwner);
+  if (PendingCall* rest = seal()) run_batch(rest, RunMode::kInOwner, run_by_owner_);
+  state_.store(OwnerState::kClosed, std::memory_order_seq_cst);
+  unlock_drain();
+  runtime_->registry().retire(*this);
+}
+
+void Owner::close_raw() noexcept {
+  begin_close();
+  wait_until_unused();
+  while (!try_lock_drain()) sched_yield();
+  if (PendingCall* rest = seal()) run_batch(rest, RunMode::kRaw, run_raw_);
+  state_.store(OwnerState::kClosed, std::memory_order_seq_cst);
+  unlock_drain();
+  runtime_->registry().retire(*this);
+}
+
+void Owner::after_fork_child(bool survives, uint64_t forking_thread) noexcept {
+  // Only the forking thread exists now: uses and drains of other threads will never end.
+  users_.store(0, std::memory_order_relaxed);
+  PendingCall* orphaned = nullptr;  // FIFO: what a vanished drainer had not entered yet
+  if (draining_.load(std::memory_order_relaxed) &&
+      drainer_thread_.load(std::memory_order_relaxed) != forking_thread) {
+    unlock_drain();
+    orphaned = take_orphaned_batch();
+  }
+  hk_watched_.store(false, std::memory_order_relaxed);
+  wake_deferred_.store(false, std::memory_order_relaxed);
+  Housekeeper& hk = runtime_->housekeeper();
+  if (survives) {
+    if (orphaned) {
+      // Single-threaded here: put the orphans at the bottom of the LIFO queue so that they run
+      // before everything queued after them.
+      PendingCall* lifo = nullptr;
+      while (orphaned) {
+        PendingCall* next = orphaned->next_;
+        orphaned->next_ = lifo;
+        lifo = orphaned;
+        orphaned = next;
+      }
+      PendingCall* head = head_.load(std::memory_order_relaxed);
+      if (head == nullptr) {
+        head_.store(lifo, std::memory_order_relaxed);
+      } else {
+        PendingCall* last = head;
+        while (last->next_) last = last->next_;
+        last->next_ = lifo;
+      }
+    }
+    if (has_pending()) {
+      wake_deferred_.store(true, std::memory_order_relaxed);
+      hk.watch(*this, /*urgent=*/true);
+    }
+    return;
+  }
+  state_.store(OwnerState::kClosed, std::memory_order_relaxed);
+  while (orphaned) {
+    PendingCall* next = orphaned->next_;
+    hk.defer_raw(*this, orphaned);
+    orphaned = next;
+  }
+  PendingCall* rest = seal();
+  while (rest && rest != sealed_marker()) {
+    PendingCall* next = rest->next_;
+    hk.defer_raw(*this, rest);  // run raw once the housekeeper restarts, never in the handler
+    rest = next;
+  }
+}
+
+OwnerStats Owner::stats() const noexcept {
+  OwnerStats s;
+  // Runs before posts: a snapshot never shows more runs than posts.
+  s.run_inline = run_inline_.load(std::memory_order_acquire);
+  s.run_by_owner = run_by_owner_.load(std::memory_order_acquire);
+  s.run_by_housekeeper = run_by_housekeeper_.load(std::memory_order_acquire);
+  s.run_raw = run_raw_.load(std::memory_order_acquire);
+  s.failed = failed_.load(std::memory_order_relaxed);
+  s.wakes = wakes_.load(std::memory_order_relaxed);
+  s.peak_backlog = peak_backlog_.load(std::memory_order_relaxed);
+  s.posted = posted_.load(std::memory_order_acquire);
+  return s;
+}
+
+}  // namespace xinterp

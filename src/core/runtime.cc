@@ -1,0 +1,76 @@
+#include "xinterp/runtime.h"
+
+#include "fail.h"
+#include "fork_handler.h"
+#include "housekeeper.h"
+#include "owner_registry.h"
+#include "thread_id.h"
+
+namespace xinterp {
+
+Runtime::Runtime(Engine& engine, RuntimeOptions options)
+    : engine_(engine),
+      options_(options),
+      registry_(std::make_unique<OwnerRegistry>()),
+      housekeeper_(std::make_unique<Housekeeper>(*this)) {
+  XI_CHECK(options_.drain_deadline.count() > 0, "drain_deadline must be positive");
+  internal::register_runtime(this);
+}
+
+Runtime::~Runtime() {
+  internal::unregister_runtime(this);
+  // Stop the housekeeper first: nothing may attach to an owner we are about to close raw.
+  housekeeper_.reset();
+  for (OwnerRef& owner : registry_->all()) owner->close_raw();
+  registry_.reset();
+}
+
+OwnerRef Runtime::create_owner(void* engine_data) {
+  OwnerRef owner = registry_->create(*this, engine_data);
+  housekeeper_->ensure_running();
+  return owner;
+}
+
+OwnerRef Runtime::find(OwnerId id) const { return registry_->find(id); }
+
+std::vector<OwnerRef> Runtime::owners() const { return registry_->all(); }
+
+void Runtime::post(OwnerId id, PendingCall* call) noexcept {
+  OwnerRef owner = registry_->find(id);
+  if (owner) {
+    owner->post(call);
+    return;
+  }
+  // Not found: the owner closed (or never existed), so its objects are gone. Clean up raw.
+  registry_->count_unknown_post();
+  try {
+    call->fn_(call, RunMode::kRaw);
+  } catch (...) {
+  }
+}
+
+RegistryStats Runtime::registry_stats() const { return registry_->stats(); }
+
+void Runtime::prepare_fork() noexcept XI_NO_THREAD_SAFETY_ANALYSIS {
+  housekeeper_->lock_for_fork();
+  registry_->lock_for_fork();
+}
+
+void Runtime::after_fork_parent() noexcept XI_NO_THREAD_SAFETY_ANALYSIS {
+  registry_->unlock_after_fork();
+  housekeeper_->unlock_after_fork_parent();
+}
+
+void Runtime::after_fork_child() noexcept XI_NO_THREAD_SAFETY_ANALYSIS {
+  const OwnerId survivor = engine_.current_owner();
+  const uint64_t me = internal::this_thread_id();
+  housekeeper_->reset_after_fork_child();  // releases the housekeeper's locks
+  for (Owner* owner : registry_->all_locked()) {
+    const bool survives = owner->id() == survivor;
+    owner->after_fork_child(survives, me);
+    if (!survives) registry_->retire_locked(*owner);
+  }
+  registry_->unlock_after_fork();
+}
+
+}  // namespace xinterp
