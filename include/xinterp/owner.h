@@ -115,6 +115,7 @@ class Owner {
   // Pushes onto the queue; returns the previous head (sealed_marker() = not pushed).
   PendingCall* push(PendingCall* call) noexcept;
   void on_first_pending() noexcept;
+  bool invoke(PendingCall* call, RunMode mode) noexcept;  // runs it, counts a failure
   void run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& counter) noexcept;
   void run_raw_deferred(PendingCall* call) noexcept;  // by the housekeeper
   bool try_lock_drain() noexcept;

@@ -8,6 +8,8 @@
 
 namespace xinterp {
 
+using Clock = std::chrono::steady_clock;
+
 namespace {
 // sleep_mode_ values.
 constexpr uint32_t kAwake = 0;
@@ -29,7 +31,7 @@ Housekeeper::~Housekeeper() {
   internal::MutexLock lock(mu_);
   for (Owner* o = inbox_.exchange(nullptr); o;) {
     Owner* next = o->hk_next_;
-    watched_.push_back({o, 0, {}});
+    watched_.push_back({o, 0, {}, {}});
     o = next;
   }
   for (Watched& w : watched_) w.owner->unref();
@@ -62,7 +64,10 @@ void Housekeeper::kick(bool urgent) noexcept {
 }
 
 void Housekeeper::watch(Owner& owner, bool urgent) noexcept {
-  if (owner.hk_watched_.exchange(true, std::memory_order_seq_cst)) {
+  // Fast path for an owner already watched (a busy owner stays watched): a seq_cst load is
+  // enough for the Dekker pairing with unwatch_if_empty(); on x86 it is a plain load.
+  if (owner.hk_watched_.load(std::memory_order_seq_cst) ||
+      owner.hk_watched_.exchange(true, std::memory_order_seq_cst)) {
     if (urgent) kick(true);
     return;
   }
@@ -110,7 +115,7 @@ void Housekeeper::take_inbox_locked(std::chrono::steady_clock::time_point now) {
   size_t first = watched_.size();
   for (Owner* o = lifo; o;) {
     Owner* next = o->hk_next_;
-    watched_.push_back({o, o->drain_epoch_.load(std::memory_order_acquire), now});
+    watched_.push_back({o, o->drain_epoch_.load(std::memory_order_acquire), now, {}});
     o = next;
   }
   std::reverse(watched_.begin() + static_cast<ptrdiff_t>(first), watched_.end());
@@ -148,8 +153,18 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
     o.wakes_.fetch_add(1, std::memory_order_relaxed);
     engine.wake(o);
   }
-  if (!o.has_pending()) return unwatch_if_empty(o) ? Verdict::kForget : Verdict::kKeep;
   const auto deadline = runtime_.options().drain_deadline;
+  if (!o.has_pending()) {
+    // Forget an owner only after it stayed empty for a whole deadline: a busy owner that keeps
+    // going empty and non-empty stays watched, so its posters never have to wake us.
+    if (w.empty_since == Clock::time_point()) w.empty_since = now;
+    if (state == OwnerState::kAlive && now - w.empty_since < deadline) {
+      next_due = std::min(next_due, w.empty_since + deadline);
+      return Verdict::kKeep;
+    }
+    return unwatch_if_empty(o) ? Verdict::kForget : Verdict::kKeep;
+  }
+  w.empty_since = Clock::time_point();
   if (state == OwnerState::kAlive) {
     uint64_t epoch = o.drain_epoch_.load(std::memory_order_acquire);
     if (epoch != w.epoch) {
@@ -160,7 +175,6 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
       drain_attached(o);
       w.epoch = o.drain_epoch_.load(std::memory_order_acquire);
       w.since = std::chrono::steady_clock::now();
-      if (!o.has_pending()) return unwatch_if_empty(o) ? Verdict::kForget : Verdict::kKeep;
     }
   }
   next_due = std::min(next_due, w.since + deadline);
@@ -168,7 +182,6 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
 }
 
 void Housekeeper::run() noexcept {
-  using Clock = std::chrono::steady_clock;
   std::vector<Watched> work;
   std::vector<Owner*> forget;
   while (!stop_.load(std::memory_order_acquire)) {

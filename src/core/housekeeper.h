@@ -6,7 +6,7 @@
 //   - drains it at once if the engine says it is idle;
 //   - otherwise drains it if the owner has not drained since the housekeeper first saw it
 //     pending, for longer than the runtime's drain deadline (a deaf or missed wake);
-//   - forgets it once its queue is empty or it is closed.
+//   - forgets it once its queue stayed empty for a whole deadline, or it is closed.
 // It also runs, raw, the calls that signal handlers posted to owners that had already closed
 // (so that no call function ever runs inside a signal handler).
 //
@@ -66,6 +66,7 @@ class Housekeeper {
     Owner* owner;          // holds one reference
     uint64_t epoch;        // owner's drain epoch when `since` was taken
     std::chrono::steady_clock::time_point since;
+    std::chrono::steady_clock::time_point empty_since;  // epoch (unset) while it has calls
   };
 
   enum class Verdict { kKeep, kForget };

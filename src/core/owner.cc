@@ -74,7 +74,7 @@ void Owner::run_or_post(PendingCall* call) noexcept {
   post(call);
 }
 
-void Owner::run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& counter) noexcept {
+bool Owner::invoke(PendingCall* call, RunMode mode) noexcept {
   bool ok = false;
   try {
     ok = call->fn_(call, mode);
@@ -87,6 +87,11 @@ void Owner::run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& coun
     if (mode == RunMode::kInOwner) runtime_->engine().report_failure(*this, "unknown exception");
   }
   if (!ok) failed_.fetch_add(1, std::memory_order_relaxed);
+  return ok;
+}
+
+void Owner::run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& counter) noexcept {
+  invoke(call, mode);
   counter.fetch_add(1, std::memory_order_release);
 }
 
@@ -122,10 +127,19 @@ size_t Owner::run_batch(PendingCall* lifo, RunMode mode, std::atomic<uint64_t>& 
   }
   in_flight_.store(fifo, std::memory_order_release);
   batch_phase_.store(2, std::memory_order_release);
+  // run_by_owner_ and run_by_housekeeper_ have one writer at a time (the drain-lock holder), so
+  // they are bumped with a plain load and store, not a locked increment: exact at every moment
+  // (a fork child sees every call that returned) at the cost of a register add.
+  const bool exclusive = &counter != &run_raw_;
   while (fifo) {
     PendingCall* next = fifo->fifo_next_;  // the call may free or re-post its node
     in_flight_.store(next, std::memory_order_release);
-    run_now(fifo, mode, counter);
+    invoke(fifo, mode);
+    if (exclusive) {
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_release);
+    } else {
+      counter.fetch_add(1, std::memory_order_release);
+    }
     fifo = next;
   }
   batch_phase_.store(0, std::memory_order_release);
@@ -138,7 +152,13 @@ PendingCall* Owner::take_orphaned_batch() noexcept {
   PendingCall* fifo = nullptr;
   switch (batch_phase_.load(std::memory_order_acquire)) {
     case 1: {
-      for (PendingCall* c = batch_lifo_.load(std::memory_order_relaxed); c;) {
+      PendingCall* batch = batch_lifo_.load(std::memory_order_relaxed);
+      // Not taken yet if still reachable from the queue: then nothing is orphaned.
+      for (PendingCall* q = head_.load(std::memory_order_relaxed);
+           q && q != sealed_marker() && batch; q = q->next_) {
+        if (q == batch) batch = nullptr;
+      }
+      for (PendingCall* c = batch; c;) {
         PendingCall* next = c->next_;
         c->next_ = fifo;
         fifo = c;
@@ -165,8 +185,15 @@ size_t Owner::drain_locked(std::atomic<uint64_t>& counter, RunMode mode) noexcep
     // our exchange.
     PendingCall* h = head_.load(std::memory_order_acquire);
     if (h == nullptr || h == sealed_marker()) break;
-    PendingCall* batch = head_.exchange(nullptr, std::memory_order_acq_rel);
-    total += run_batch(batch, mode, counter);
+    // Publish the batch before taking it, so that a fork child can find it whichever side of
+    // the take the fork falls (after_fork_child checks whether it is still queued).
+    batch_lifo_.store(h, std::memory_order_relaxed);
+    batch_phase_.store(1, std::memory_order_release);
+    if (!head_.compare_exchange_strong(h, nullptr, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+      continue;  // a producer pushed on top; take the whole stack
+    }
+    total += run_batch(h, mode, counter);
   }
   drain_epoch_.fetch_add(1, std::memory_order_release);
   return total;
@@ -224,7 +251,8 @@ void Owner::finish_close() noexcept {
   Engine& engine = runtime_->engine();
   while (!try_lock_drain()) engine.yield_attached(*this);
   drain_locked(run_by_owner_, RunMode::kInOwner);
-  if (PendingCall* rest = seal()) run_batch(rest, RunMode::kInOwner, run_by_owner_);
+  PendingCall* rest = seal();
+  if (rest && rest != sealed_marker()) run_batch(rest, RunMode::kInOwner, run_by_owner_);
   state_.store(OwnerState::kClosed, std::memory_order_seq_cst);
   unlock_drain();
   runtime_->registry().retire(*this);
@@ -234,7 +262,8 @@ void Owner::close_raw() noexcept {
   begin_close();
   wait_until_unused();
   while (!try_lock_drain()) sched_yield();
-  if (PendingCall* rest = seal()) run_batch(rest, RunMode::kRaw, run_raw_);
+  PendingCall* rest = seal();
+  if (rest && rest != sealed_marker()) run_batch(rest, RunMode::kRaw, run_raw_);
   state_.store(OwnerState::kClosed, std::memory_order_seq_cst);
   unlock_drain();
   runtime_->registry().retire(*this);

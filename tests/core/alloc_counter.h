@@ -1,5 +1,9 @@
 // Counts operator new calls made by the calling thread. Include in exactly one file of a test
 // binary: it replaces the global operator new/delete.
+//
+// Sanitizer runtimes define operator new themselves, so there the counter stays 0 and
+// kCountsAllocations is false (tests then skip their no-allocation checks; TSan itself reports
+// allocation inside a signal handler).
 #pragma once
 
 #include <cstdlib>
@@ -7,7 +11,12 @@
 
 namespace xinterp::testing {
 inline thread_local unsigned long long g_thread_allocations = 0;
-}
+#if defined(XINTERP_SANITIZER_THREAD) || defined(XINTERP_SANITIZER_ADDRESS)
+inline constexpr bool kCountsAllocations = false;
+}  // namespace xinterp::testing
+#else
+inline constexpr bool kCountsAllocations = true;
+}  // namespace xinterp::testing
 
 void* operator new(std::size_t n) {
   ++xinterp::testing::g_thread_allocations;
@@ -23,3 +32,4 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, std::size_t) noexcept { std::free(p); }
 void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+#endif

@@ -37,6 +37,15 @@ struct Once : PendingCall {
     }                                                                \
   } while (0)
 
+// ASan's allocator lock is not fork-safe: a child forked while another thread (here the
+// housekeeper) is inside ASan's malloc hangs on its first allocation in that thread (seen with
+// gcc 12's libsanitizer). The fork tests run in the plain and TSan builds instead.
+#ifdef XINTERP_SANITIZER_ADDRESS
+#define SKIP_UNDER_ASAN() GTEST_SKIP() << "ASan's allocator is not fork-safe"
+#else
+#define SKIP_UNDER_ASAN() (void)0
+#endif
+
 int wait_child(pid_t pid) {
   int status = 0;
   EXPECT_EQ(waitpid(pid, &status, 0), pid);
@@ -45,6 +54,7 @@ int wait_child(pid_t pid) {
 }
 
 TEST(ForkLifecycleTest, ChildKeepsForkingOwnerAndClosesTheRest) {
+  SKIP_UNDER_ASAN();
   TestEngine engine;
   Runtime runtime(engine, RuntimeOptions{100s});  // deadline out of reach: queues stay put
   SimOwner sa(SimMode::kDeaf), sb(SimMode::kDeaf), sc(SimMode::kDeaf), sn(SimMode::kDeaf);
@@ -100,6 +110,7 @@ TEST(ForkLifecycleTest, ChildKeepsForkingOwnerAndClosesTheRest) {
 }
 
 TEST(ForkLifecycleTest, ForkWhileProducersAndHousekeeperAreBusy) {
+  SKIP_UNDER_ASAN();
   TestEngine engine;
   Runtime runtime(engine, RuntimeOptions{1ms});
   std::vector<std::unique_ptr<SimOwner>> sims;

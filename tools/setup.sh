@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what xinterp's build and tests need: compilers and C++ test libraries from Debian
+# (apt, needs root), CMake and ninja from PyPI into .venv-tools/. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v clang++ >/dev/null || need_apt+=(clang)
+[ -f /usr/src/googletest/CMakeLists.txt ] || need_apt+=(libgtest-dev)
+[ -f /usr/include/benchmark/benchmark.h ] || need_apt+=(libbenchmark-dev)
+command -v g++ >/dev/null || need_apt+=(g++)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: apt-get install ${need_apt[*]}"
+  SUDO=""
+  [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+fi
+
+# Build tools in a venv of their own, from whichever Python 3 is at hand.
+PY=python3
+if command -v pyenv >/dev/null && pyenv prefix 3.12.1 >/dev/null 2>&1; then
+  PY="$(pyenv prefix 3.12.1)/bin/python3"
+fi
+if [ ! -x .venv-tools/bin/cmake ] || [ ! -x .venv-tools/bin/ninja ]; then
+  echo "setup: cmake and ninja into .venv-tools/"
+  "$PY" -m venv .venv-tools
+  .venv-tools/bin/pip install -q --upgrade pip
+  .venv-tools/bin/pip install -q "cmake>=3.20" ninja
+fi
+echo "setup: done"

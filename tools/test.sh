@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Runs every xinterp test and ends with one summary line.
+#
+#   bash tools/test.sh           all stages
+#   bash tools/test.sh --quick   the plain build only (no sanitizers, no clang analysis)
+#
+# Stages (each in its own build folder):
+#   core        gcc, RelWithDebInfo: the C++ core tests (ctest label "core")
+#   tsan        clang, ThreadSanitizer: the same tests; any report fails them
+#   asan        gcc, AddressSanitizer + UndefinedBehaviorSanitizer: the same tests
+#   clang-ts    clang with -Wthread-safety -Werror: lock discipline checked at compile time
+# Run tools/setup.sh once first (CI does).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+export PATH="$ROOT/.venv-tools/bin:$PATH"
+QUICK=0
+[ "${1:-}" = "--quick" ] && QUICK=1
+JOBS="$(nproc 2>/dev/null || echo 2)"
+
+declare -a SUMMARY
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+stage() { echo; echo "=== $* ==="; }
+
+# run_ctest NAME BUILD_DIR [env...]: counts the tests ctest ran and failed.
+run_ctest() {
+  local name="$1" dir="$2"
+  shift 2
+  local log="$dir/ctest.log"
+  env "$@" ctest --test-dir "$dir" -L core --output-on-failure -j "$JOBS" 2>&1 | tee "$log"
+  local total failed
+  # ctest closes with "100% tests passed out of N" or "P% tests passed, F tests failed out of N".
+  total=$(sed -n 's/.*tests passed.* out of \([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
+  failed=$(sed -n 's/.*tests passed, \([0-9][0-9]*\) tests failed out of.*/\1/p' "$log" | tail -1)
+  failed="${failed:-0}"
+  if [ -z "${total:-}" ]; then
+    SUMMARY+=("$name: did not run")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    return
+  fi
+  TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
+  TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  SUMMARY+=("$name: $((total - failed)) passed, $failed failed")
+}
+
+# build NAME BUILD_DIR [cmake args...]
+build() {
+  local name="$1" dir="$2"
+  shift 2
+  stage "$name: build ($dir)"
+  if cmake -S "$ROOT" -B "$dir" -G Ninja -Wno-dev "$@" >"$dir.configure.log" 2>&1 &&
+     cmake --build "$dir" -j "$JOBS"; then
+    return 0
+  fi
+  cat "$dir.configure.log" 2>/dev/null | tail -20
+  SUMMARY+=("$name: BUILD FAILED")
+  TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  return 1
+}
+
+if build core build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
+  stage "core: tests"
+  run_ctest core build
+fi
+
+if [ "$QUICK" = 0 ]; then
+  if build tsan build-tsan -DXINTERP_SANITIZE=thread -DXINTERP_BUILD_BENCH=OFF \
+       -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++; then
+    stage "tsan: tests"
+    run_ctest tsan build-tsan \
+      TSAN_OPTIONS="halt_on_error=1 exitcode=66 die_after_fork=0 second_deadlock_stack=1"
+  fi
+  if build asan build-asan -DXINTERP_SANITIZE=address -DXINTERP_BUILD_BENCH=OFF; then
+    stage "asan: tests"
+    run_ctest asan build-asan \
+      ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 abort_on_error=0" \
+      UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
+  fi
+  if build clang-ts build-clang-ts -DXINTERP_THREAD_SAFETY=ON -DXINTERP_BUILD_BENCH=OFF \
+       -DXINTERP_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++; then
+    SUMMARY+=("clang-ts: -Wthread-safety clean")
+  fi
+fi
+
+echo
+echo "=== summary ==="
+for line in "${SUMMARY[@]}"; do echo "  $line"; done
+echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+[ "$TOTAL_FAILED" = 0 ]
