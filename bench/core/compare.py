@@ -50,6 +50,7 @@ def main():
     # workload -> impl -> list of (value, unit, higher_is_better)
     runs = defaultdict(lambda: defaultdict(list))
     errors = {}
+    refused = defaultdict(list)
     for b in data["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
@@ -62,6 +63,8 @@ def main():
         if b.get("error_occurred"):
             errors[(workload, impl)] = b.get("error_message", "error")
             continue
+        if b.get("refused"):
+            refused[(workload, impl)].append(b["refused"])
         if "items_per_second" in b:
             runs[workload][impl].append((b["items_per_second"] / 1e6, "M/s", True))
         else:
@@ -91,6 +94,8 @@ def main():
                          else statistics.median(xs) / statistics.median(ours))
                 sig = "significant" if p < 0.01 else "not significant"
                 verdict = f"xinterp {ratio:.2f}x {'faster' if ratio >= 1 else 'slower'}, p={p:.1e} ({sig})"
+            if refused.get((w, impl)):
+                verdict += f"; refused {statistics.median(refused[(w, impl)]):.0%} of posts"
             rows.append([w, impl, f"{statistics.median(xs):.3f} {unit}",
                          f"{best:.3f} {unit}", f"{statistics.stdev(xs) if len(xs) > 1 else 0:.3f}",
                          str(len(xs)), verdict])

@@ -148,10 +148,15 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
   Engine& engine = runtime_.engine();
   OwnerState state = o.state();
   if (state == OwnerState::kClosed) return Verdict::kForget;
-  if (o.wake_deferred_.exchange(false, std::memory_order_acq_rel) && o.has_pending() &&
-      state == OwnerState::kAlive) {
-    o.wakes_.fetch_add(1, std::memory_order_relaxed);
-    engine.wake(o);
+  // Engine calls only under a use, so that a concurrent close cannot free the engine's object.
+  bool idle = false;
+  if (state == OwnerState::kAlive && o.try_use()) {
+    if (o.wake_deferred_.exchange(false, std::memory_order_acq_rel) && o.has_pending()) {
+      o.wakes_.fetch_add(1, std::memory_order_relaxed);
+      engine.wake(o);
+    }
+    idle = engine.is_idle(o);
+    o.end_use();
   }
   const auto deadline = runtime_.options().drain_deadline;
   if (!o.has_pending()) {
@@ -171,11 +176,13 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
       // It drained since we last looked: it is alive and listening; restart its clock.
       w.epoch = epoch;
       w.since = now;
-    } else if (engine.is_idle(o) || now - w.since >= deadline) {
+    } else if (idle || now - w.since >= deadline) {
       drain_attached(o);
       w.epoch = o.drain_epoch_.load(std::memory_order_acquire);
       w.since = std::chrono::steady_clock::now();
     }
+  } else {
+    w.since = now;  // closing: the closer drains it; look again in a deadline, do not spin
   }
   next_due = std::min(next_due, w.since + deadline);
   return Verdict::kKeep;

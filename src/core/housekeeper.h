@@ -37,6 +37,11 @@ class Housekeeper {
   explicit Housekeeper(Runtime& runtime);
   ~Housekeeper();  // stops and joins the thread; drops every watched owner
 
+  // Anything queued for the thread (watched owners not yet taken in, raw calls).
+  bool has_work() const noexcept {
+    return inbox_.load(std::memory_order_acquire) != nullptr ||
+           raw_.load(std::memory_order_acquire) != nullptr;
+  }
   void ensure_running() noexcept {
     if (!running_.load(std::memory_order_acquire)) start();
   }

@@ -37,11 +37,17 @@ Owner::~Owner() {
 
 void Owner::on_first_pending() noexcept {
   Runtime& rt = *runtime_;
+  // The engine's object may only be touched under a use: without one, a closer could finish
+  // (and the engine free the interpreter) between our push and the wake. If the use is refused,
+  // close has begun and its drain runs our call; there is no one to wake.
+  if (!try_use()) return;
   wakes_.fetch_add(1, std::memory_order_relaxed);
   rt.engine().wake(*this);
+  const bool idle = rt.engine().is_idle(*this);
+  end_use();
   Housekeeper& hk = rt.housekeeper();
   hk.ensure_running();
-  hk.watch(*this, /*urgent=*/rt.engine().is_idle(*this));
+  hk.watch(*this, /*urgent=*/idle);
 }
 
 void Owner::post_signal_safe(PendingCall* call) noexcept {
@@ -232,7 +238,13 @@ bool Owner::try_use() noexcept {
 }
 
 void Owner::end_use() noexcept {
-  if (users_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+  // Saturating: a fork child resets users_ to 0 while the forking thread may still hold a use.
+  uint32_t u = users_.load(std::memory_order_relaxed);
+  do {
+    if (u == 0) return;
+  } while (!users_.compare_exchange_weak(u, u - 1, std::memory_order_seq_cst,
+                                         std::memory_order_relaxed));
+  if (u == 1 &&
       state_.load(std::memory_order_seq_cst) != OwnerState::kAlive) {
     internal::futex_wake(users_, INT_MAX);
   }

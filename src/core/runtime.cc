@@ -71,6 +71,10 @@ void Runtime::after_fork_child() noexcept XI_NO_THREAD_SAFETY_ANALYSIS {
     if (!survives) registry_->retire_locked(*owner);
   }
   registry_->unlock_after_fork();
+  // Calls that only the housekeeper will run (raw runs of closed owners, deferred wakes of the
+  // survivor) must not wait for the next post to restart it. glibc supports creating a thread
+  // here; CPython itself does so after fork.
+  if (housekeeper_->has_work()) housekeeper_->ensure_running();
 }
 
 }  // namespace xinterp
