@@ -92,21 +92,27 @@ void Housekeeper::defer_raw(Owner& owner, PendingCall* call) noexcept {
 }
 
 void Housekeeper::run_deferred_raw() noexcept {
-  PendingCall* lifo = raw_.exchange(nullptr, std::memory_order_acquire);
-  PendingCall* fifo = nullptr;
-  while (lifo) {
-    PendingCall* next = lifo->next_;
-    lifo->next_ = fifo;
-    fifo = lifo;
-    lifo = next;
+  // The list being run is published in raw_running_ before it is taken and advanced before each
+  // call, so that a fork child can put back what this thread had not run (reset_after_fork_child).
+  // Raw calls are independent clean-ups of dead owners: they run in LIFO order.
+  PendingCall* c;
+  for (;;) {
+    c = raw_.load(std::memory_order_acquire);
+    if (c == nullptr) return;
+    raw_running_.store(c, std::memory_order_release);
+    if (raw_.compare_exchange_strong(c, nullptr, std::memory_order_acq_rel,
+                                     std::memory_order_relaxed)) {
+      break;
+    }
   }
-  while (fifo) {
-    PendingCall* next = fifo->next_;
-    Owner* owner = fifo->deferred_owner_;
-    fifo->deferred_owner_ = nullptr;
-    owner->run_raw_deferred(fifo);
+  while (c) {
+    PendingCall* next = c->next_;
+    raw_running_.store(next, std::memory_order_release);
+    Owner* owner = c->deferred_owner_;
+    c->deferred_owner_ = nullptr;
+    owner->run_raw_deferred(c);
     owner->unref();
-    fifo = next;
+    c = next;
   }
 }
 
@@ -261,6 +267,18 @@ void Housekeeper::reset_after_fork_child() {
   }
   for (Watched& w : watched_) w.owner->unref();
   watched_.clear();
+  // Raw calls the vanished thread had taken but not run: put them back, unless they were never
+  // taken (still reachable from raw_). The call it was running is lost with it.
+  PendingCall* left = raw_running_.exchange(nullptr, std::memory_order_relaxed);
+  for (PendingCall* q = raw_.load(std::memory_order_relaxed); q && left; q = q->next_) {
+    if (q == left) left = nullptr;
+  }
+  if (left) {
+    PendingCall* tail = left;
+    while (tail->next_) tail = tail->next_;
+    tail->next_ = raw_.load(std::memory_order_relaxed);
+    raw_.store(left, std::memory_order_relaxed);
+  }
   sleep_mode_.store(kAwake, std::memory_order_relaxed);
   running_.store(false, std::memory_order_relaxed);
   joinable_ = false;

@@ -91,6 +91,7 @@ class Housekeeper {
 
   std::atomic<Owner*> inbox_{nullptr};       // Treiber stack through Owner::hk_next_
   std::atomic<PendingCall*> raw_{nullptr};   // Treiber stack through PendingCall::next_
+  std::atomic<PendingCall*> raw_running_{nullptr};  // what run_deferred_raw has left to run
   std::atomic<uint32_t> seq_{0};             // futex word, bumped by every kick
   std::atomic<uint32_t> sleep_mode_{0};
   std::atomic<bool> stop_{false};

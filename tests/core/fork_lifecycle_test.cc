@@ -134,6 +134,43 @@ TEST(ForkLifecycleTest, UseHeldAcrossForkDoesNotHangCloseInChild) {
   close_owner(engine, *a);
 }
 
+TEST(ForkLifecycleTest, RawCallsInFlightOnTheHousekeeperSurviveFork) {
+  // The housekeeper is working through a long list of raw calls when another thread forks: the
+  // child runs the ones it had not reached (the one it was inside is lost with it).
+  SKIP_UNDER_SANITIZER();
+  TestEngine engine;
+  Runtime runtime(engine, RuntimeOptions{100s});
+  SimOwner sc(SimMode::kDeaf);
+  OwnerRef c = runtime.create_owner(&sc);
+  close_owner(engine, *c);
+  struct Slow : PendingCall {
+    Slow() : PendingCall(&Slow::run) {}
+    static bool run(PendingCall* self, RunMode mode) {
+      std::this_thread::sleep_for(std::chrono::microseconds(500));
+      if (mode == RunMode::kRaw) static_cast<Slow*>(self)->count->fetch_add(1);
+      return true;
+    }
+    std::atomic<int>* count = nullptr;
+  };
+  constexpr int kCalls = 400;
+  std::atomic<int> count{0};
+  std::vector<Slow> calls(kCalls);
+  for (Slow& call : calls) {
+    call.count = &count;
+    c->post_signal_safe(&call);  // to a closed owner: run raw by the housekeeper
+  }
+  ASSERT_TRUE(eventually([&] { return count.load() > 10; }));
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    CHILD_CHECK(eventually([&] { return count.load() >= kCalls - 1; }, 10s), 50);
+    _exit(0);
+  }
+  EXPECT_EQ(wait_child(pid), 0);
+  ASSERT_TRUE(eventually([&] { return count.load() == kCalls; }));
+  EXPECT_EQ(c->stats().run_raw, uint64_t{kCalls});
+}
+
 TEST(ForkLifecycleTest, ForkWhileProducersAndHousekeeperAreBusy) {
   SKIP_UNDER_SANITIZER();
   TestEngine engine;
