@@ -50,11 +50,12 @@ build() {
   local name="$1" dir="$2"
   shift 2
   stage "$name: build ($dir)"
-  if cmake -S "$ROOT" -B "$dir" -G Ninja -Wno-dev "$@" >"$dir.configure.log" 2>&1 &&
+  mkdir -p "$dir"
+  if cmake -S "$ROOT" -B "$dir" -G Ninja -Wno-dev "$@" >"$dir/configure.log" 2>&1 &&
      cmake --build "$dir" -j "$JOBS"; then
     return 0
   fi
-  cat "$dir.configure.log" 2>/dev/null | tail -20
+  tail -20 "$dir/configure.log" 2>/dev/null
   SUMMARY+=("$name: BUILD FAILED")
   TOTAL_FAILED=$((TOTAL_FAILED + 1))
   return 1

@@ -92,19 +92,34 @@ class XinterpQueue {
   xinterp::OwnerRef owner_;
 };
 
+// --- the two baselines share a mutex, {fn, arg} entries and a pending flag ------------------
+
+class LockedBaseline {
+ public:
+  explicit LockedBaseline(bool /*idle: nothing drains an idle baseline*/) {}
+  bool has_pending() const { return pending_.load(std::memory_order_relaxed); }
+
+ protected:
+  struct Entry {
+    void (*fn)(void*) = nullptr;
+    void* arg = nullptr;
+  };
+  std::mutex mu_;
+  std::atomic<bool> pending_{false};
+};
+
 // --- mutex + deque --------------------------------------------------------------------------
 
-class MutexDequeQueue {
+class MutexDequeQueue : public LockedBaseline {
  public:
   static constexpr const char* kName = "mutex_deque";
-  explicit MutexDequeQueue(bool) {}
+  using LockedBaseline::LockedBaseline;
   bool post(Item* item) {
     std::lock_guard<std::mutex> lock(mu_);
     q_.push_back({&Item::run_plain, item});
     pending_.store(true, std::memory_order_release);
     return true;
   }
-  bool has_pending() const { return pending_.load(std::memory_order_relaxed); }
   void drain() {
     std::deque<Entry> batch;
     {
@@ -117,21 +132,15 @@ class MutexDequeQueue {
   uint64_t refused() const { return 0; }
 
  private:
-  struct Entry {
-    void (*fn)(void*);
-    void* arg;
-  };
-  std::mutex mu_;
   std::deque<Entry> q_;
-  std::atomic<bool> pending_{false};
 };
 
 // --- CPython-style fixed ring ------------------------------------------------------------
 
-class Fixed300Queue {
+class Fixed300Queue : public LockedBaseline {
  public:
   static constexpr const char* kName = "fixed300";
-  explicit Fixed300Queue(bool) {}
+  using LockedBaseline::LockedBaseline;
   bool post(Item* item) {
     std::lock_guard<std::mutex> lock(mu_);
     int next = (last_ + 1) % kSize;
@@ -144,7 +153,6 @@ class Fixed300Queue {
     pending_.store(true, std::memory_order_release);
     return true;
   }
-  bool has_pending() const { return pending_.load(std::memory_order_relaxed); }
   void drain() {
     for (;;) {
       Entry e;
@@ -164,14 +172,8 @@ class Fixed300Queue {
 
  private:
   static constexpr int kSize = 300 + 1;  // 300 usable slots, one kept empty
-  struct Entry {
-    void (*fn)(void*) = nullptr;
-    void* arg = nullptr;
-  };
-  std::mutex mu_;
   Entry ring_[kSize];
   int first_ = 0, last_ = 0;
-  std::atomic<bool> pending_{false};
   std::atomic<uint64_t> refused_{0};
 };
 

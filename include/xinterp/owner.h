@@ -104,7 +104,6 @@ class Owner {
   friend class Runtime;
   friend class OwnerRegistry;
   friend class Housekeeper;
-  friend class internal_access;
 
   Owner(Runtime& runtime, OwnerId id, void* engine_data) noexcept;
   ~Owner();
@@ -125,6 +124,7 @@ class Owner {
   PendingCall* take_orphaned_batch() noexcept;
   PendingCall* seal() noexcept;  // returns what was queued (LIFO order)
   void after_fork_child(bool survives, uint64_t forking_thread) noexcept;
+  void count_lost_after_fork() noexcept;
 
   // Producer side: contended by posters.
   alignas(64) std::atomic<PendingCall*> head_{nullptr};
@@ -148,6 +148,7 @@ class Owner {
   std::atomic<uint64_t> run_raw_{0};
   std::atomic<uint64_t> failed_{0};
   std::atomic<uint64_t> peak_backlog_{0};
+  std::atomic<uint64_t> lost_{0};  // written only in a fork child
 
   // Lifecycle and housekeeping.
   alignas(64) std::atomic<OwnerState> state_{OwnerState::kAlive};
@@ -206,8 +207,7 @@ inline void Owner::post(PendingCall* call) noexcept {
   if (old == nullptr) {
     on_first_pending();
   } else if (old == sealed_marker()) {
-    OwnerRef keep(this);  // the call may drop the last other reference
-    run_now(call, RunMode::kRaw, run_raw_);
+    run_now(call, RunMode::kRaw, run_raw_);  // the caller's reference keeps us alive
   }
 }
 

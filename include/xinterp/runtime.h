@@ -4,7 +4,8 @@
 //   - create_owner(engine_data): register a new owner with a fresh, never-reused id.
 //   - find(id): the owner with that id, or an empty OwnerRef once it is closed (or never was).
 //   - post(id, call): post by id. "Not found" policy: the call runs at once in RunMode::kRaw on
-//     the calling thread and is counted in registry_stats().unknown_owner_posts.
+//     the calling thread and is counted in registry_stats().unknown_owner_posts (and, if that
+//     raw call fails, in unknown_owner_failed).
 //   - registry_stats(): what no single owner can report (posts to unknown ids, totals of closed
 //     owners).
 //
@@ -19,8 +20,9 @@
 // that daemon threads posting at exit never see freed state.
 //
 // Threading: every method is thread-safe. Fork: pthread_atfork handlers make every core lock
-// usable in the child, restart the housekeeper lazily, and close (raw) every owner except the
-// one the forking thread is attached to.
+// usable in the child and close every owner except the one the forking thread is attached to;
+// their queued calls run raw on the housekeeper, which the child restarts at once if it has
+// work and lazily otherwise. Calls that vanished with other threads are counted as `lost`.
 #pragma once
 
 #include <chrono>
@@ -49,6 +51,7 @@ struct RegistryStats {
   uint64_t owners_created = 0;
   uint64_t owners_alive = 0;       // registered (alive or closing)
   uint64_t unknown_owner_posts = 0;  // posts by id to a closed or unknown owner, run raw
+  uint64_t unknown_owner_failed = 0;  // of those, raw calls that returned false or threw
   OwnerStats retired;              // sum of owners at the moment they closed
 };
 

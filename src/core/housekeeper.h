@@ -37,6 +37,14 @@ class Housekeeper {
   explicit Housekeeper(Runtime& runtime);
   ~Housekeeper();  // stops and joins the thread; drops every watched owner
 
+  // In a fork child (single-threaded): raw calls waiting for `owner`.
+  uint64_t count_deferred_for(const Owner& owner) const noexcept {
+    uint64_t n = 0;
+    for (PendingCall* c = raw_.load(std::memory_order_relaxed); c; c = c->next_) {
+      n += c->deferred_owner_ == &owner;
+    }
+    return n;
+  }
   // Anything queued for the thread (watched owners not yet taken in, raw calls).
   bool has_work() const noexcept {
     return inbox_.load(std::memory_order_acquire) != nullptr ||

@@ -68,11 +68,9 @@ void Owner::run_or_post(PendingCall* call) noexcept {
     // one producer keep their order.
     if (!has_pending() && !draining_.load(std::memory_order_relaxed)) {
       posted_.fetch_add(1, std::memory_order_relaxed);
-      OwnerRef keep(this);
       run_now(call, RunMode::kInOwner, run_inline_);
       return;
     }
-    OwnerRef keep(this);
     post(call);
     drain(DrainBy::kOwner);
     return;
@@ -154,7 +152,7 @@ size_t Owner::run_batch(PendingCall* lifo, RunMode mode, std::atomic<uint64_t>& 
 
 PendingCall* Owner::take_orphaned_batch() noexcept {
   // Returns, linked by next_ in FIFO order, the calls of a vanished drainer's batch that it had
-  // not entered. The call it was running is lost with it (posted, never counted as run).
+  // not entered. The call it was running is lost with it (counted by count_lost_after_fork).
   PendingCall* fifo = nullptr;
   switch (batch_phase_.load(std::memory_order_acquire)) {
     case 1: {
@@ -317,6 +315,7 @@ void Owner::after_fork_child(bool survives, uint64_t forking_thread) noexcept {
       wake_deferred_.store(true, std::memory_order_relaxed);
       hk.watch(*this, /*urgent=*/true);
     }
+    count_lost_after_fork();
     return;
   }
   state_.store(OwnerState::kClosed, std::memory_order_relaxed);
@@ -331,6 +330,21 @@ void Owner::after_fork_child(bool survives, uint64_t forking_thread) noexcept {
     hk.defer_raw(*this, rest);  // run raw once the housekeeper restarts, never in the handler
     rest = next;
   }
+  count_lost_after_fork();
+}
+
+void Owner::count_lost_after_fork() noexcept {
+  // Single-threaded here, with every recoverable call back in the queue or on the housekeeper's
+  // raw list: whatever was posted and is neither run nor waiting vanished with another thread
+  // (a producer between its count and its push, a call a drainer had entered).
+  uint64_t waiting = runtime_->housekeeper().count_deferred_for(*this);
+  for (PendingCall* c = head_.load(std::memory_order_relaxed); c && c != sealed_marker();
+       c = c->next_) {
+    ++waiting;
+  }
+  OwnerStats s = stats();
+  uint64_t accounted = s.run_total() + s.lost + waiting;
+  if (s.posted > accounted) lost_.fetch_add(s.posted - accounted, std::memory_order_relaxed);
 }
 
 OwnerStats Owner::stats() const noexcept {
@@ -343,6 +357,7 @@ OwnerStats Owner::stats() const noexcept {
   s.failed = failed_.load(std::memory_order_relaxed);
   s.wakes = wakes_.load(std::memory_order_relaxed);
   s.peak_backlog = peak_backlog_.load(std::memory_order_relaxed);
+  s.lost = lost_.load(std::memory_order_relaxed);
   s.posted = posted_.load(std::memory_order_acquire);
   return s;
 }

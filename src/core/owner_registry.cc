@@ -14,6 +14,7 @@ void accumulate(OwnerStats& into, const OwnerStats& s) {
   into.run_raw += s.run_raw;
   into.failed += s.failed;
   into.wakes += s.wakes;
+  into.lost += s.lost;
   if (s.peak_backlog > into.peak_backlog) into.peak_backlog = s.peak_backlog;
 }
 }  // namespace
@@ -64,14 +65,6 @@ void OwnerRegistry::retire_locked(Owner& owner) {
   owner.unref();
 }
 
-std::vector<Owner*> OwnerRegistry::owners_except_locked(OwnerId survivor) const {
-  std::vector<Owner*> out;
-  for (auto& [id, owner] : owners_) {
-    if (id != survivor) out.push_back(owner);
-  }
-  return out;
-}
-
 std::vector<Owner*> OwnerRegistry::all_locked() const {
   std::vector<Owner*> out;
   for (auto& [id, owner] : owners_) out.push_back(owner);
@@ -81,6 +74,7 @@ std::vector<Owner*> OwnerRegistry::all_locked() const {
 RegistryStats OwnerRegistry::stats() const {
   RegistryStats s;
   s.unknown_owner_posts = unknown_owner_posts_.load(std::memory_order_relaxed);
+  s.unknown_owner_failed = unknown_owner_failed_.load(std::memory_order_relaxed);
   internal::MutexLock lock(mu_);
   s.owners_created = created_;
   s.owners_alive = owners_.size();

@@ -30,12 +30,14 @@ class OwnerRegistry {
   void count_unknown_post() noexcept {
     unknown_owner_posts_.fetch_add(1, std::memory_order_relaxed);
   }
+  void count_unknown_failed() noexcept {
+    unknown_owner_failed_.fetch_add(1, std::memory_order_relaxed);
+  }
   RegistryStats stats() const;
 
   void lock_for_fork() XI_ACQUIRE(mu_) { mu_.lock(); }
   void unlock_after_fork() XI_RELEASE(mu_) { mu_.unlock(); }
-  // In the fork child, with mu_ held by the forking thread: every owner but `survivor`.
-  std::vector<Owner*> owners_except_locked(OwnerId survivor) const XI_REQUIRES(mu_);
+  // In the fork child, with mu_ held by the forking thread.
   std::vector<Owner*> all_locked() const XI_REQUIRES(mu_);
   void retire_locked(Owner& owner) XI_REQUIRES(mu_);
 
@@ -45,6 +47,7 @@ class OwnerRegistry {
   OwnerStats retired_ XI_GUARDED_BY(mu_);
   uint64_t created_ XI_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> unknown_owner_posts_{0};
+  std::atomic<uint64_t> unknown_owner_failed_{0};
 };
 
 }  // namespace xinterp

@@ -43,10 +43,12 @@ void Runtime::post(OwnerId id, PendingCall* call) noexcept {
   }
   // Not found: the owner closed (or never existed), so its objects are gone. Clean up raw.
   registry_->count_unknown_post();
+  bool ok = false;
   try {
-    call->fn_(call, RunMode::kRaw);
+    ok = call->fn_(call, RunMode::kRaw);
   } catch (...) {
   }
+  if (!ok) registry_->count_unknown_failed();
 }
 
 RegistryStats Runtime::registry_stats() const { return registry_->stats(); }

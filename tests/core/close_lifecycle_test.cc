@@ -14,18 +14,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Once : PendingCall {
-  Once() : PendingCall(&Once::run) {}
-  static bool run(PendingCall* self, RunMode mode) {
-    auto* o = static_cast<Once*>(self);
-    o->runs.fetch_add(1, std::memory_order_relaxed);
-    o->raw.store(mode == RunMode::kRaw, std::memory_order_relaxed);
-    return true;
-  }
-  std::atomic<int> runs{0};
-  std::atomic<bool> raw{false};
-};
-
 class CloseLifecycleTest : public ::testing::Test {
  protected:
   TestEngine engine;

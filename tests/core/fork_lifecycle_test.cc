@@ -16,18 +16,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Once : PendingCall {
-  Once() : PendingCall(&Once::run) {}
-  static bool run(PendingCall* self, RunMode mode) {
-    auto* o = static_cast<Once*>(self);
-    o->runs.fetch_add(1);
-    o->raw.store(mode == RunMode::kRaw);
-    return true;
-  }
-  std::atomic<int> runs{0};
-  std::atomic<bool> raw{false};
-};
-
 // In a child: exit with `code` unless `cond` holds. No gtest machinery after fork.
 #define CHILD_CHECK(cond, code)                                      \
   do {                                                               \
@@ -88,6 +76,7 @@ TEST(ForkLifecycleTest, ChildKeepsForkingOwnerAndClosesTheRest) {
     CHILD_CHECK(runtime.housekeeper().starts() == starts_before + 1, 22);  // one thread only
     CHILD_CHECK(c_call.raw.load(), 18);
     CHILD_CHECK(c->stats().posted == c->stats().run_raw, 19);
+    CHILD_CHECK(c->stats().lost == 0, 23);  // nothing was in flight on another thread
     // The survivor still works, including what was queued before the fork.
     Once later;
     a->post(&later);
@@ -143,20 +132,12 @@ TEST(ForkLifecycleTest, RawCallsInFlightOnTheHousekeeperSurviveFork) {
   SimOwner sc(SimMode::kDeaf);
   OwnerRef c = runtime.create_owner(&sc);
   close_owner(engine, *c);
-  struct Slow : PendingCall {
-    Slow() : PendingCall(&Slow::run) {}
-    static bool run(PendingCall* self, RunMode mode) {
-      std::this_thread::sleep_for(std::chrono::microseconds(500));
-      if (mode == RunMode::kRaw) static_cast<Slow*>(self)->count->fetch_add(1);
-      return true;
-    }
-    std::atomic<int>* count = nullptr;
-  };
   constexpr int kCalls = 400;
   std::atomic<int> count{0};
-  std::vector<Slow> calls(kCalls);
-  for (Slow& call : calls) {
-    call.count = &count;
+  std::vector<Once> calls(kCalls);
+  for (Once& call : calls) {
+    call.delay = std::chrono::microseconds(500);
+    call.raw_tally = &count;
     c->post_signal_safe(&call);  // to a closed owner: run raw by the housekeeper
   }
   ASSERT_TRUE(eventually([&] { return count.load() > 10; }));
@@ -210,6 +191,13 @@ TEST(ForkLifecycleTest, ForkWhileProducersAndHousekeeperAreBusy) {
       CHILD_CHECK(!call.raw.load(), 32);
       // Every call queued at fork time runs raw once the housekeeper is back.
       for (OwnerRef& o : owners) {
+        // Exactly balanced once everything recoverable ran: what vanished is counted as lost.
+        CHILD_CHECK(eventually([&] {
+                      OwnerStats s = o->stats();
+                      return s.posted == s.run_total() + s.lost;
+                    }, 5s),
+                    34);
+        CHILD_CHECK(o->stats().lost <= 3, 35);
         CHILD_CHECK(eventually([&] {
                       OwnerStats s = o->stats();
                       // Cut mid-flight by fork: a post per producer, a call per drainer.

@@ -174,6 +174,14 @@ TEST_F(PendingCallsTest, PostByUnknownIdRunsRawAndIsCounted) {
   EXPECT_EQ(runtime.registry_stats().unknown_owner_posts, 1u);
 }
 
+TEST_F(PendingCallsTest, FailingRawCallForUnknownIdIsCounted) {
+  runtime.post(OwnerId{0xdeadbeef}, [](RunMode) { return false; });
+  runtime.post(OwnerId{0xdeadbeef}, [](RunMode) -> bool { throw std::runtime_error("raw"); });
+  RegistryStats s = runtime.registry_stats();
+  EXPECT_EQ(s.unknown_owner_posts, 2u);
+  EXPECT_EQ(s.unknown_owner_failed, 2u);
+}
+
 TEST_F(PendingCallsTest, PostByIdReachesTheOwner) {
   OwnerRef o = make();
   Counter c;

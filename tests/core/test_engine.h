@@ -135,6 +135,24 @@ class ListeningThread {
   std::thread thread_;
 };
 
+// A call node that records how often it ran and whether the last run was raw. `delay` makes it
+// slow; `raw_tally`, if set, counts raw runs across many nodes.
+struct Once : PendingCall {
+  Once() : PendingCall(&Once::run) {}
+  static bool run(PendingCall* self, RunMode mode) {
+    auto* o = static_cast<Once*>(self);
+    if (o->delay.count() > 0) std::this_thread::sleep_for(o->delay);
+    o->runs.fetch_add(1, std::memory_order_relaxed);
+    o->raw.store(mode == RunMode::kRaw, std::memory_order_relaxed);
+    if (o->raw_tally && mode == RunMode::kRaw) o->raw_tally->fetch_add(1);
+    return true;
+  }
+  std::atomic<int> runs{0};
+  std::atomic<bool> raw{false};
+  std::chrono::microseconds delay{0};
+  std::atomic<int>* raw_tally = nullptr;
+};
+
 // Closes an owner the way an engine does: begin, wait for housekeeper uses, attach, finish.
 inline void close_owner(TestEngine& engine, Owner& owner) {
   owner.begin_close();

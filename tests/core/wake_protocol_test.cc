@@ -133,6 +133,25 @@ TEST_F(WakeProtocolTest, NeverStrandedUnderManyTransitions) {
   EXPECT_EQ(idle->stats().backlog(), 0u);
 }
 
+TEST_F(WakeProtocolTest, NoEngineCallsOnceCloseBegan) {
+  // The engine's object may be freed as soon as close finishes, so a poster must not wake (or
+  // ask is_idle of) an owner whose close began; the close drain runs the call instead.
+  MakeRuntime(100s);
+  OwnerRef o = make(SimMode::kDeaf);
+  ASSERT_TRUE(o->begin_close());
+  uint64_t wakes = engine.wake_calls.load();
+  Flag f;
+  o->post(&f);
+  EXPECT_EQ(engine.wake_calls.load(), wakes);
+  EXPECT_EQ(o->stats().wakes, 0u);
+  o->wait_until_unused();
+  engine.attach(*o);
+  o->finish_close();
+  engine.detach(*o);
+  EXPECT_TRUE(f.ran.load());
+  EXPECT_EQ(f.mode, RunMode::kInOwner);
+}
+
 TEST_F(WakeProtocolTest, HousekeeperStartsLazilyOnce) {
   MakeRuntime(100s);
   EXPECT_EQ(runtime->housekeeper().starts(), 0u) << "no owner yet, no thread";
