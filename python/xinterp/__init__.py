@@ -1,0 +1,270 @@
+"""xinterp: many isolated CPython interpreters in one process.
+
+The API follows PEP 734 as shipped in CPython 3.14 (``concurrent.interpreters``): the same names,
+exception types and semantics, on CPython 3.12 and 3.13. Differences, all documented in the
+README: ``whence`` of interpreters made here reads ``'_interpreters module'`` (xinterp stands in
+for that module); ``list_all()`` lists the interpreters xinterp knows (the main one, those it
+created, and any other that imported xinterp); ``NotShareableError`` is both a ``TypeError``
+(3.14) and a ``ValueError`` (3.13's draft).
+"""
+
+import atexit as _atexit
+import threading as _threading
+import types as _types
+import weakref as _weakref
+
+from . import _xinterp
+from ._xinterp import (
+    InterpreterError,
+    InterpreterNotFoundError,
+    NotShareableError,
+    is_shareable,
+    stats,
+)
+
+__all__ = [
+    'get_current', 'get_main', 'create', 'list_all', 'is_shareable', 'stats',
+    'Interpreter',
+    'InterpreterError', 'InterpreterNotFoundError', 'ExecutionFailed',
+    'NotShareableError',
+]
+
+
+class ExceptionInfo(_types.SimpleNamespace):
+    """What is known of an exception raised in another interpreter.
+
+    ``type`` (with ``__name__``, ``__qualname__``, ``__module__``), ``msg`` (``str(exc)``),
+    ``formatted`` (``"TypeName: msg"``) and ``errdisplay`` (the full traceback text).
+    """
+
+    @classmethod
+    def _from_tuple(cls, t):
+        name, qualname, module, msg, formatted, errdisplay = t
+        exctype = _types.SimpleNamespace(
+            __name__=name, __qualname__=qualname, __module__=module)
+        return cls(type=exctype, msg=msg, formatted=formatted, errdisplay=errdisplay)
+
+    def __str__(self):
+        return self.formatted
+
+
+_EXEC_FAILURE_STR = """
+{superstr}
+
+Uncaught in the interpreter:
+
+{formatted}
+""".strip()
+
+
+class ExecutionFailed(InterpreterError):
+    """An unhandled exception happened during execution.
+
+    This is raised from Interpreter.exec() and Interpreter.call().
+    """
+
+    def __init__(self, excinfo):
+        msg = excinfo.formatted
+        if not msg:
+            if excinfo.type and excinfo.msg:
+                msg = f'{excinfo.type.__name__}: {excinfo.msg}'
+            else:
+                msg = excinfo.type.__name__ or excinfo.msg
+        super().__init__(msg)
+        self.excinfo = excinfo
+
+    def __str__(self):
+        try:
+            formatted = self.excinfo.errdisplay
+        except Exception:
+            return super().__str__()
+        if not formatted:
+            return super().__str__()
+        return _EXEC_FAILURE_STR.format(superstr=super().__str__(), formatted=formatted)
+
+
+def _raise_if_failed(excinfo):
+    if excinfo is not None:
+        raise ExecutionFailed(ExceptionInfo._from_tuple(excinfo))
+
+
+def create():
+    """Return a new (idle) Python interpreter with its own GIL."""
+    id = _xinterp.create()
+    return Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref=True)
+
+
+def list_all():
+    """Return all interpreters xinterp knows."""
+    return [Interpreter(id, _whence=whence) for id, whence in _xinterp.list_all()]
+
+
+def get_current():
+    """Return the currently running interpreter."""
+    id, whence = _xinterp.get_current()
+    return Interpreter(id, _whence=whence)
+
+
+def get_main():
+    """Return the main interpreter."""
+    id, whence = _xinterp.get_main()
+    return Interpreter(id, _whence=whence)
+
+
+_known = _weakref.WeakValueDictionary()
+_known_lock = _threading.Lock()
+
+
+class Interpreter:
+    """A single Python interpreter.
+
+    Attributes:
+
+    "id" - the unique process-global ID number for the interpreter
+    "whence" - indicates where the interpreter was created
+
+    If the interpreter wasn't created by xinterp then any method that modifies the interpreter
+    will fail, i.e. .close(), .prepare_main(), .exec(), and .call().
+
+    An interpreter made by create() is closed when the last Interpreter object for it (in any
+    interpreter) is garbage collected, as in CPython 3.14, unless it is running then; at process
+    exit at the latest.
+    """
+
+    _WHENCE_TO_STR = {
+        _xinterp.WHENCE_UNKNOWN: 'unknown',
+        _xinterp.WHENCE_RUNTIME: 'runtime init',
+        _xinterp.WHENCE_LEGACY_CAPI: 'legacy C-API',
+        _xinterp.WHENCE_CAPI: 'C-API',
+        _xinterp.WHENCE_XI: 'cross-interpreter C-API',
+        _xinterp.WHENCE_STDLIB: '_interpreters module',
+    }
+
+    def __new__(cls, id, /, _whence=None, _ownsref=None):
+        # There is only one instance for any given ID (per interpreter).
+        if not isinstance(id, int):
+            raise TypeError(f'id must be an int, got {id!r}')
+        id = int(id)
+        with _known_lock:
+            self = _known.get(id)
+            if self is not None:
+                return self
+            if _whence is None:
+                _whence = _xinterp.whence(id)  # InterpreterNotFoundError if unknown
+            if _ownsref is None:
+                _ownsref = (_whence == _xinterp.WHENCE_STDLIB)
+            self = super().__new__(cls)
+            self._id = id
+            self._whence = _whence
+            self._ownsref = False
+            if _ownsref:
+                _xinterp.incref(id)  # may raise InterpreterNotFoundError
+                self._ownsref = True
+            _known[id] = self
+        return self
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.id})'
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __eq__(self, other):
+        if not isinstance(other, Interpreter):
+            return NotImplemented
+        return self._id == other._id
+
+    def __del__(self):
+        self._decref()
+
+    # for pickling:
+    def __getnewargs__(self):
+        return (self._id,)
+
+    # for pickling:
+    def __getstate__(self):
+        return None
+
+    def __reduce__(self):
+        return (type(self), (self._id,))
+
+    def _decref(self):
+        if not getattr(self, '_ownsref', False):
+            return
+        self._ownsref = False
+        try:
+            _xinterp.decref(self._id)
+        except Exception:
+            pass
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def whence(self):
+        return self._WHENCE_TO_STR.get(self._whence, 'unknown')
+
+    def is_running(self):
+        """Return whether or not the identified interpreter is running."""
+        return _xinterp.is_running(self._id)
+
+    def close(self):
+        """Finalize and destroy the interpreter.
+
+        Pending calls queued for it run first. Closing the current interpreter, the main one,
+        or one that is running raises InterpreterError.
+        """
+        return _xinterp.destroy(self._id)
+
+    def prepare_main(self, ns=None, /, **kwargs):
+        """Bind the given values into the interpreter's __main__.
+
+        Values that are not natively shareable are sent by pickle (functions from __main__ by
+        their code).
+        """
+        ns = dict(ns, **kwargs) if ns is not None else kwargs
+        _raise_if_failed(_xinterp.set___main___attrs(self._id, ns))
+
+    def exec(self, code, /):
+        """Run the given source code (or a function taking no arguments) in the interpreter.
+
+        This is essentially the same as calling the builtin "exec" with this interpreter, using
+        the __dict__ of its __main__ module as both globals and locals. There is no return
+        value. An unhandled exception raises ExecutionFailed here, which summarizes it.
+
+        This blocks the current Python thread until done, releasing its GIL: other threads of
+        the calling interpreter keep running.
+        """
+        _raise_if_failed(_xinterp.exec(self._id, code))
+
+    def call(self, callable, /, *args, **kwargs):
+        """Call the object in the interpreter with the given arguments and return its result.
+
+        Natively shareable values travel as they are; other arguments, the callable and the
+        result go through pickle (functions defined in __main__ travel as their code, and must
+        have no closure). An exception in the callable raises ExecutionFailed here.
+        """
+        res, excinfo = _xinterp.call(self._id, callable, args, kwargs or None)
+        _raise_if_failed(excinfo)
+        return res
+
+    def call_in_thread(self, callable, /, *args, **kwargs):
+        """Return a new, started thread that calls the object in the interpreter.
+
+        The return value is discarded; an exception is reported by the thread's excepthook.
+        """
+        t = _threading.Thread(target=self.call, args=(callable, *args), kwargs=kwargs)
+        t.start()
+        return t
+
+
+def _is_main_interpreter():
+    return _xinterp.get_current()[0] == _xinterp.get_main()[0]
+
+
+if _is_main_interpreter():
+    # Runs after non-daemon threads were joined and before the runtime finalizes: closes every
+    # interpreter xinterp created (interrupting code still running in them) while CPython can
+    # still run their pending calls.
+    _atexit.register(_xinterp._shutdown)

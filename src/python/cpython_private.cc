@@ -1,0 +1,67 @@
+#include "cpython_private.h"
+
+#if PY_VERSION_HEX < 0x030C0000
+#error "xinterp needs CPython 3.12 or newer (per-interpreter GIL)"
+#endif
+
+// Private symbols, declared here rather than by including CPython's internal headers (they need
+// Py_BUILD_CORE and do not compile as C++). Each declaration matches the installed internal header
+// of its version: python3.12/internal/pycore_ceval.h and python3.13/internal/pycore_ceval.h.
+extern "C" {
+#if PY_VERSION_HEX < 0x030D0000
+// 3.12: int _PyEval_AddPendingCall(PyInterpreterState*, int (*)(void*), void*, int mainthreadonly)
+PyAPI_FUNC(int) _PyEval_AddPendingCall(PyInterpreterState* interp, int (*func)(void*), void* arg,
+                                       int mainthreadonly);
+#else
+// 3.13: _Py_add_pending_call_result (an int: 0 success, -1 full)
+//       _PyEval_AddPendingCall(PyInterpreterState*, _Py_pending_call_func, void*, int flags)
+PyAPI_FUNC(int) _PyEval_AddPendingCall(PyInterpreterState* interp, int (*func)(void*), void* arg,
+                                       int flags);
+// python3.13/internal/pycore_interp.h
+PyAPI_FUNC(long) _PyInterpreterState_GetWhence(PyInterpreterState* interp);
+#endif
+}
+
+namespace xinterp::python::cpy {
+
+PyThreadState* current_tstate() noexcept {
+#if PY_VERSION_HEX < 0x030D0000
+  return _PyThreadState_UncheckedGet();
+#else
+  return PyThreadState_GetUnchecked();
+#endif
+}
+
+bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) noexcept {
+  // 3.12's last argument is "mainthreadonly" and 3.13's is a flags word whose bit 0 means the
+  // same; 0 in both lets any thread of the interpreter run the call.
+  return _PyEval_AddPendingCall(interp, func, arg, 0) == 0;
+}
+
+bool runtime_finalizing() noexcept {
+#if PY_VERSION_HEX < 0x030D0000
+  return _Py_IsFinalizing() != 0;
+#else
+  return Py_IsFinalizing() != 0;
+#endif
+}
+
+void write_unraisable(const char* context) noexcept {
+#if PY_VERSION_HEX < 0x030D0000
+  // Prints "Exception ignored <context>".
+  _PyErr_WriteUnraisableMsg(context, nullptr);
+#else
+  PyErr_FormatUnraisable("Exception ignored %s", context);
+#endif
+}
+
+long whence(PyInterpreterState* interp) noexcept {
+#if PY_VERSION_HEX < 0x030D0000
+  (void)interp;
+  return -1;
+#else
+  return _PyInterpreterState_GetWhence(interp);
+#endif
+}
+
+}  // namespace xinterp::python::cpy

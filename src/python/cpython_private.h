@@ -1,0 +1,32 @@
+// The one place where xinterp binds to CPython's private or version-specific C API. Everything
+// else in src/python uses only these wrappers and the public C API, so a new CPython version
+// means reviewing this file (and its test, tests/python/test_cpython_private.py) only.
+//
+// Requirements: none of these functions needs the GIL unless stated.
+#pragma once
+
+#include <Python.h>
+
+namespace xinterp::python::cpy {
+
+// The calling thread's current thread state, or nullptr. Never fails, no GIL needed.
+// Async-signal-safe (a thread-local read inside CPython).
+PyThreadState* current_tstate() noexcept;
+
+// Queues func(arg) on CPython's per-interpreter pending-call queue; any thread of that interpreter
+// may run it at its next eval-breaker check. false: CPython's queue (31 slots on 3.12, 300 on
+// 3.13) is full and the call was not queued.
+using PendingFunc = int (*)(void*);
+bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) noexcept;
+
+// Whether the runtime (the main interpreter) is finalizing.
+bool runtime_finalizing() noexcept;
+
+// Reports the current Python exception through sys.unraisablehook as "Exception ignored
+// <context>" (context like "in an xinterp pending call"), then clears it. Requires: attached to an interpreter, an exception set.
+void write_unraisable(const char* context) noexcept;
+
+// CPython's record of where an interpreter came from (3.13+); -1 where CPython does not keep it.
+long whence(PyInterpreterState* interp) noexcept;
+
+}  // namespace xinterp::python::cpy

@@ -1,0 +1,41 @@
+// Running code in another interpreter: PEP 734's exec(), call() and prepare_main(), built on
+// PythonEngine::run() and cross-interpreter values.
+//
+// Each operation has a caller half (encode the arguments while attached to the caller) and a
+// target half (decode, run, encode the result while attached to the target); only XValues and
+// Status travel between them.
+//
+// Errors: bad arguments are TypeError/ValueError in the caller (kPythonSet); values that cannot
+// be shared are NotShareableError before anything runs; an exception raised in the target is
+// kExecutionFailed carrying its ExcInfo; a result that cannot be shared back is NotShareableError.
+// Threading: callable from any thread attached to at most one interpreter.
+#pragma once
+
+#include <Python.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "status.h"
+#include "xidata.h"
+
+namespace xinterp::python {
+
+// Caller halves.
+// code: str (source), a function taking no arguments without closure, or a code object.
+Status prepare_exec(PyObject* code, XValue* out);
+Status prepare_call(PyObject* callable, PyObject* args, PyObject* kwargs, std::vector<XValue>* out);
+Status prepare_namespace(PyObject* ns, std::vector<std::pair<std::string, XValue>>* out);
+
+// Whole operations (any thread; the caller's GIL, if any, is released while the target runs).
+Status exec_in(int64_t py_id, const XValue& code);
+Status exec_source_in(int64_t py_id, const std::string& source);
+// result: set on success.
+Status call_in(int64_t py_id, const std::vector<XValue>& call, XValue* result);
+Status set_main_attrs_in(int64_t py_id, const std::vector<std::pair<std::string, XValue>>& ns);
+
+// Captures the current exception (attached to where it was raised) and clears it.
+ExcInfo capture_exception();
+
+}  // namespace xinterp::python

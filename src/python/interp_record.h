@@ -1,0 +1,54 @@
+// InterpRecord: what the CPython engine keeps about one interpreter it knows: the CPython handle,
+// its ids, where it came from, and the state that gates running code in it and closing it.
+//
+// Requirements:
+//   - `interp` is dereferenced only while the record is registered and the caller either holds
+//     a use of `owner`, is attached to the interpreter, or has it marked running (see
+//     PythonEngine::RunScope); a closer waits for all three to end.
+// Threading: the fields under "engine mutex" are read and written with PythonEngine's mutex
+// held; the atomics are read anywhere.
+#pragma once
+
+#include <Python.h>
+
+#include <atomic>
+#include <cstdint>
+
+#include "xinterp/owner.h"
+
+namespace xinterp::python {
+
+// CPython's values of interpreter "whence" (3.13's _PyInterpreterState_WHENCE_*), used on 3.12 too.
+enum class Whence : int {
+  kUnknown = 0,
+  kRuntime = 1,      // the main interpreter
+  kLegacyCapi = 2,
+  kCapi = 3,
+  kCrossInterp = 4,
+  kStdlib = 5,       // created by xinterp.create() (the stand-in for CPython's _interpreters)
+};
+
+struct InterpRecord {
+  PyInterpreterState* interp = nullptr;
+  int64_t py_id = -1;          // CPython's interpreter id (never reused; main is 0)
+  Whence whence = Whence::kUnknown;
+  bool created_by_xinterp = false;
+  OwnerRef owner;              // the core's owner for this interpreter
+  // xinterp's interpreters keep the thread state they were created with, detached, for their
+  // whole life, and end with it. An interpreter must never run out of thread states: CPython
+  // 3.12.1 then reuses its built-in initial thread state and aborts ("thread state already
+  // initialized"). Visits (run, housekeeper) use thread states of their own.
+  PyThreadState* parked = nullptr;
+
+  // One CPython pending-call slot at most: set while our wake callback is queued in CPython.
+  std::atomic<bool> wake_armed{false};
+  std::atomic<uint64_t> wakes_coalesced{0};  // wakes skipped: our CPython slot was still queued
+  std::atomic<uint64_t> wakes_refused{0};    // CPython's queue was full (the housekeeper covers)
+  std::atomic<bool> running{false};          // an exec/call is in progress (is_idle's source)
+
+  // Under the engine mutex.
+  bool closing = false;
+  int64_t refs = 0;            // owning Interpreter objects (PEP 734 "ownsref")
+};
+
+}  // namespace xinterp::python

@@ -1,0 +1,403 @@
+#include "python_engine.h"
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "cpython_private.h"
+#include "thread_switch.h"
+
+namespace xinterp::python {
+namespace {
+
+std::string interp_name(int64_t id) { return "interpreter " + std::to_string(id); }
+
+Status not_found(int64_t id) {
+  return Status::error(ErrorKind::kNotFound, "unrecognized interpreter ID " + std::to_string(id));
+}
+
+// How long shutdown() lets an interpreter that is still running code (a daemon thread's call)
+// react to its interrupt before leaving it open.
+constexpr auto kShutdownGrace = std::chrono::seconds(2);
+
+}  // namespace
+
+PythonEngine& PythonEngine::get() {
+  // Leaked on purpose: daemon threads may still post or look up interpreters during exit.
+  static PythonEngine* engine = new PythonEngine();
+  return *engine;
+}
+
+PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {}
+
+std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* interp,
+                                                       Whence whence, bool created,
+                                                       Status* status) {
+  auto rec = std::make_shared<InterpRecord>();
+  rec->interp = interp;
+  rec->py_id = PyInterpreterState_GetID(interp);
+  rec->whence = whence;
+  rec->created_by_xinterp = created;
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_id_.find(rec->py_id);
+  if (it != by_id_.end()) return it->second;
+  rec->owner = runtime_->create_owner(rec.get());
+  if (!table_.insert(interp, rec->owner->id())) {
+    rec->owner->begin_close();
+    rec->owner->close_raw();
+    *status = Status::error(ErrorKind::kInterpreter,
+                            "too many interpreters (xinterp tracks at most " +
+                                std::to_string(InterpTable::kCapacity) + ")");
+    return nullptr;
+  }
+  by_id_.emplace(rec->py_id, rec);
+  return rec;
+}
+
+void PythonEngine::remove_record(const std::shared_ptr<InterpRecord>& rec) {
+  std::lock_guard<std::mutex> lock(mu_);
+  table_.erase(rec->interp);
+  by_id_.erase(rec->py_id);
+}
+
+std::shared_ptr<InterpRecord> PythonEngine::register_current(Status* status) {
+  PyThreadState* ts = cpy::current_tstate();
+  PyInterpreterState* interp = PyThreadState_GetInterpreter(ts);
+  if (auto rec = find(interp)) return rec;
+  Whence whence = Whence::kUnknown;
+  if (interp == PyInterpreterState_Main()) {
+    whence = Whence::kRuntime;
+  } else if (long w = cpy::whence(interp); w >= 0 && w <= static_cast<long>(Whence::kStdlib)) {
+    whence = static_cast<Whence>(w);
+  }
+  return add_record(interp, whence, /*created=*/false, status);
+}
+
+void PythonEngine::forget_current() noexcept {
+  PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
+  std::shared_ptr<InterpRecord> rec = find(interp);
+  if (rec == nullptr || rec->created_by_xinterp) return;  // ours are closed by close()
+  Owner& owner = *rec->owner;
+  if (owner.begin_close()) {
+    // The housekeeper may hold a use while it waits for this interpreter's GIL: let it in.
+    CallerRelease release;
+    owner.wait_until_unused();
+    release.reattach();
+    owner.finish_close();
+  }
+  remove_record(rec);
+}
+
+std::shared_ptr<InterpRecord> PythonEngine::find(int64_t py_id) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_id_.find(py_id);
+  return it == by_id_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<InterpRecord> PythonEngine::find(PyInterpreterState* interp) const {
+  if (interp == nullptr) return nullptr;
+  return find(PyInterpreterState_GetID(interp));
+}
+
+std::vector<std::shared_ptr<InterpRecord>> PythonEngine::all() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<InterpRecord>> out;
+  out.reserve(by_id_.size());
+  for (const auto& [id, rec] : by_id_) {
+    if (!rec->closing) out.push_back(rec);
+  }
+  return out;
+}
+
+bool PythonEngine::is_shut_down() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return shut_down_;
+}
+
+Status PythonEngine::create(int64_t* py_id) {
+  if (is_shut_down()) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+  PyInterpreterConfig config = {};
+  config.use_main_obmalloc = 0;
+  config.allow_fork = 0;
+  config.allow_exec = 0;
+  config.allow_threads = 1;
+  config.allow_daemon_threads = 0;
+  config.check_multi_interp_extensions = 1;
+  config.gil = PyInterpreterConfig_OWN_GIL;
+
+  CallerRelease caller;
+  PyThreadState* tstate = nullptr;
+  PyStatus st = Py_NewInterpreterFromConfig(&tstate, &config);
+  if (PyStatus_Exception(st) || tstate == nullptr) {
+    caller.reattach();
+    return Status::error(ErrorKind::kInterpreter,
+                         std::string("interpreter creation failed: ") +
+                             (st.err_msg ? st.err_msg : "unknown error"));
+  }
+  Status status;
+  std::shared_ptr<InterpRecord> rec =
+      add_record(PyThreadState_GetInterpreter(tstate), Whence::kStdlib, true, &status);
+  if (rec == nullptr) {
+    Py_EndInterpreter(tstate);
+    caller.reattach();
+    return status;
+  }
+  rec->parked = tstate;
+  PyEval_SaveThread();  // detach it; it stays the interpreter's parked thread state
+  caller.reattach();
+  *py_id = rec->py_id;
+  return Status();
+}
+
+Status PythonEngine::close(int64_t py_id) {
+  std::shared_ptr<InterpRecord> rec = find(py_id);
+  if (rec == nullptr) return not_found(py_id);
+  PyThreadState* ts = cpy::current_tstate();
+  if (ts != nullptr && PyThreadState_GetInterpreter(ts) == rec->interp) {
+    return Status::error(ErrorKind::kInterpreter, "cannot close the current interpreter");
+  }
+  if (rec->whence == Whence::kRuntime) {
+    return Status::error(ErrorKind::kInterpreter, "cannot close the main interpreter");
+  }
+  if (!rec->created_by_xinterp) {
+    return Status::error(ErrorKind::kInterpreter,
+                         interp_name(py_id) + " was not created by xinterp; it cannot close it");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rec->closing) return not_found(py_id);
+    if (rec->running.load(std::memory_order_acquire)) {
+      return Status::error(ErrorKind::kInterpreter, "interpreter running");
+    }
+    rec->closing = true;
+  }
+  return close_locked_out(rec);
+}
+
+// Closes an interpreter already marked closing (so no run can start in it).
+Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) {
+  Owner& owner = *rec->owner;
+  CallerRelease caller;  // the caller's GIL is released from here on
+  owner.begin_close();
+  owner.wait_until_unused();  // the housekeeper's visit, if any, ends
+  PyEval_RestoreThread(rec->parked);
+  owner.finish_close();  // runs everything queued, inside the interpreter; later posts run raw
+  remove_record(rec);
+  Py_EndInterpreter(rec->parked);
+  rec->parked = nullptr;
+  caller.reattach();
+  return Status();
+}
+
+Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
+  std::shared_ptr<InterpRecord> rec = find(py_id);
+  if (rec == nullptr) return not_found(py_id);
+  if (!rec->created_by_xinterp) {
+    return Status::error(ErrorKind::kInterpreter,
+                         interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+    if (rec->closing) return not_found(py_id);
+    if (rec->running.load(std::memory_order_relaxed)) {
+      return Status::error(ErrorKind::kInterpreter, "interpreter already running");
+    }
+    rec->running.store(true, std::memory_order_release);
+  }
+  EnterInterpreter visit;
+  Status status;
+  if (visit.enter(rec->interp)) {
+    status = fn();
+    // A safe point on the way out: whatever was posted while we ran goes now.
+    if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
+  } else {
+    status = Status::error(ErrorKind::kInterpreter, "out of memory entering the interpreter");
+  }
+  // Cleared before the caller's GIL is re-taken: a daemon thread may end inside leave() at exit.
+  rec->running.store(false, std::memory_order_release);
+  visit.leave();
+  return status;
+}
+
+Status PythonEngine::incref(int64_t py_id) {
+  std::shared_ptr<InterpRecord> rec = find(py_id);
+  if (rec == nullptr) return not_found(py_id);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (rec->closing) return not_found(py_id);
+  ++rec->refs;
+  return Status();
+}
+
+void PythonEngine::decref(int64_t py_id) {
+  std::shared_ptr<InterpRecord> rec = find(py_id);
+  if (rec == nullptr) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rec->refs > 0) --rec->refs;
+    if (rec->refs > 0 || shut_down_ || rec->closing || !rec->created_by_xinterp) return;
+    if (rec->running.load(std::memory_order_acquire)) return;  // stays until close() or exit
+  }
+  // Not while the caller's own interpreter is being closed: nested closes happen at exit.
+  if (auto current = find(PyThreadState_GetInterpreter(cpy::current_tstate()))) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (current->closing) return;
+  }
+  (void)close(py_id);  // a racing close or run simply wins
+}
+
+void PythonEngine::shutdown() {
+  std::vector<std::shared_ptr<InterpRecord>> ours;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+    for (const auto& [id, rec] : by_id_) {
+      if (rec->created_by_xinterp) ours.push_back(rec);
+    }
+  }
+  // Interrupt code still running in ours (daemon threads' calls): a pending call raises
+  // SystemExit into it, so the call returns to its thread with ExecutionFailed.
+  bool any_running = false;
+  for (const auto& rec : ours) {
+    if (rec->running.load(std::memory_order_acquire)) {
+      any_running = true;
+      cpy::add_pending_call(
+          rec->interp,
+          [](void*) -> int {
+            PyErr_SetString(PyExc_SystemExit, "xinterp: the process is exiting");
+            return -1;
+          },
+          nullptr);
+    }
+  }
+  if (any_running) {
+    CallerRelease release;  // let the interrupted threads get back to their interpreter
+    const auto until = std::chrono::steady_clock::now() + kShutdownGrace;
+    for (const auto& rec : ours) {
+      while (rec->running.load(std::memory_order_acquire) &&
+             std::chrono::steady_clock::now() < until) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      }
+    }
+    release.reattach();
+  }
+  for (const auto& rec : ours) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (rec->closing) continue;
+      if (rec->running.load(std::memory_order_acquire)) {
+        ++stranded_at_exit_;
+        continue;
+      }
+      rec->closing = true;
+    }
+    (void)close_locked_out(rec);
+  }
+  // The main interpreter's owner closes last, while the runtime can still run code: after this,
+  // calls posted to it run raw and the housekeeper never waits for the main GIL again (which
+  // CPython would answer by ending the thread once finalization starts).
+  if (std::shared_ptr<InterpRecord> main = find(PyInterpreterState_Main())) {
+    Owner& owner = *main->owner;
+    if (owner.begin_close()) {
+      CallerRelease release;
+      owner.wait_until_unused();
+      release.reattach();
+      PyThreadState* ts = cpy::current_tstate();
+      if (ts != nullptr && PyThreadState_GetInterpreter(ts) == main->interp) {
+        owner.finish_close();
+      } else {
+        owner.close_raw();
+      }
+    }
+  }
+}
+
+uint64_t PythonEngine::stranded_at_exit() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stranded_at_exit_;
+}
+
+// --- Engine ---------------------------------------------------------------------------------
+
+int PythonEngine::on_cpython_pending(void* arg) {
+  // Runs inside the owner's interpreter, at its eval-breaker safe point, GIL held. `arg` is the
+  // core owner id, never a pointer: the owner may have closed since.
+  const OwnerId id = static_cast<OwnerId>(reinterpret_cast<uintptr_t>(arg));
+  OwnerRef owner = get().runtime().find(id);
+  if (!owner) return 0;
+  auto* rec = static_cast<InterpRecord*>(owner->engine_data());
+  rec->wake_armed.store(false, std::memory_order_release);
+  owner->drain(DrainBy::kOwner);
+  return 0;  // never raise into whatever code the owner was running
+}
+
+void PythonEngine::wake(Owner& owner) noexcept {
+  auto* rec = static_cast<InterpRecord*>(owner.engine_data());
+  if (rec->wake_armed.exchange(true, std::memory_order_acq_rel)) {
+    // Our one CPython slot is still queued; it drains everything when it runs, and the
+    // housekeeper's deadline covers it if CPython never runs it.
+    rec->wakes_coalesced.fetch_add(1, std::memory_order_relaxed);
+    return;
+  }
+  void* arg = reinterpret_cast<void*>(static_cast<uintptr_t>(owner.id()));
+  if (!cpy::add_pending_call(rec->interp, &PythonEngine::on_cpython_pending, arg)) {
+    rec->wake_armed.store(false, std::memory_order_release);
+    rec->wakes_refused.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+namespace {
+thread_local PyThreadState* t_housekeeper_tstate = nullptr;
+}  // namespace
+
+bool PythonEngine::attach(Owner& owner) noexcept {
+  auto* rec = static_cast<InterpRecord*>(owner.engine_data());
+  // Once the runtime finalizes, CPython ends any other thread that waits for a GIL.
+  if (cpy::runtime_finalizing()) return false;
+  PyThreadState* ts = PyThreadState_New(rec->interp);
+  if (ts == nullptr) return false;
+  PyEval_RestoreThread(ts);
+  t_housekeeper_tstate = ts;
+  return true;
+}
+
+void PythonEngine::detach(Owner& /*owner*/) noexcept {
+  if (t_housekeeper_tstate == nullptr) return;
+  PyThreadState_Clear(t_housekeeper_tstate);
+  PyThreadState_DeleteCurrent();
+  t_housekeeper_tstate = nullptr;
+}
+
+OwnerId PythonEngine::current_owner() const noexcept {
+  PyThreadState* ts = cpy::current_tstate();
+  if (ts == nullptr) return kNoOwner;
+  return table_.find(PyThreadState_GetInterpreter(ts));
+}
+
+bool PythonEngine::is_idle(Owner& owner) noexcept {
+  auto* rec = static_cast<InterpRecord*>(owner.engine_data());
+  // Only xinterp's own interpreters are known to be idle when xinterp runs nothing in them;
+  // the main interpreter and foreign ones may be running code we do not see.
+  return rec->created_by_xinterp && !rec->running.load(std::memory_order_acquire);
+}
+
+void PythonEngine::yield_attached(Owner& /*owner*/) noexcept {
+  PyThreadState* ts = PyEval_SaveThread();
+  std::this_thread::yield();
+  PyEval_RestoreThread(ts);
+}
+
+void PythonEngine::report_failure(Owner& owner, const char* what) noexcept {
+  auto* rec = static_cast<InterpRecord*>(owner.engine_data());
+  PyThreadState* ts = cpy::current_tstate();
+  if (ts == nullptr || PyThreadState_GetInterpreter(ts) != rec->interp) return;  // counted only
+  if (!PyErr_Occurred()) PyErr_Format(PyExc_RuntimeError, "xinterp pending call failed: %s", what);
+  char context[96];
+  std::snprintf(context, sizeof context, "in an xinterp pending call of interpreter %lld",
+                static_cast<long long>(rec->py_id));
+  cpy::write_unraisable(context);
+}
+
+}  // namespace xinterp::python

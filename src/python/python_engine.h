@@ -1,0 +1,97 @@
+// PythonEngine: the core's Engine for CPython interpreters, and the process-wide registry of the
+// interpreters xinterp knows (the ones it created, the main one, and any other that imported
+// xinterp).
+//
+// Main operations:
+//   - create(): a new isolated interpreter (own GIL, own allocator, multi-phase extensions only)
+//     registered as a core owner. The caller's interpreter keeps running in other threads.
+//   - run(id, fn): runs fn on the calling thread inside interpreter `id` (own thread state,
+//     caller's GIL released meanwhile), with the interpreter marked running; pending calls
+//     queued for it run before fn returns to the caller. One run at a time per interpreter
+//     (PEP 734: "interpreter already running").
+//   - close(id): drains its pending calls and ends it. Refused (InterpreterError) for the main
+//     interpreter, the caller's own, one that is running, and one xinterp did not create.
+//   - shutdown(): at process exit, closes every interpreter xinterp created and the core owner
+//     of the main one; afterwards create() and run() fail with InterpreterError.
+//   - Engine: wake() puts at most one call on CPython's per-interpreter pending-call queue per
+//     interpreter (a flag coalesces the rest); attach()/detach() give the housekeeper a thread
+//     state of its own; is_idle() is "xinterp is not running code in it".
+//
+// Requirements:
+//   - The singleton is created on first use and never destroyed (daemon threads may post at
+//     exit).
+//   - create/run/close/shutdown are called with the caller attached to at most one interpreter
+//     (any Python thread, or a C++ thread with none); they release that interpreter's GIL while
+//     they wait or run elsewhere, and re-take it before returning.
+// Threading: every method is thread-safe.
+#pragma once
+
+#include <Python.h>
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "interp_record.h"
+#include "interp_table.h"
+#include "status.h"
+#include "xinterp/engine.h"
+#include "xinterp/runtime.h"
+
+namespace xinterp::python {
+
+class PythonEngine final : public Engine {
+ public:
+  static PythonEngine& get();
+
+  Runtime& runtime() noexcept { return *runtime_; }
+
+  // The record of the interpreter the calling thread is attached to, registering it first if
+  // xinterp has not seen it. Requires: attached.
+  std::shared_ptr<InterpRecord> register_current(Status* status);
+  // Called from the module's m_free in an interpreter xinterp did not create: closes its owner.
+  void forget_current() noexcept;
+
+  std::shared_ptr<InterpRecord> find(int64_t py_id) const;
+  std::shared_ptr<InterpRecord> find(PyInterpreterState* interp) const;
+  std::vector<std::shared_ptr<InterpRecord>> all() const;
+
+  Status create(int64_t* py_id);
+  Status close(int64_t py_id);
+  Status run(int64_t py_id, const std::function<Status()>& fn);
+  // PEP 734 ownership references: the interpreter closes when the last one is dropped.
+  Status incref(int64_t py_id);
+  void decref(int64_t py_id);
+  void shutdown();
+  bool is_shut_down() const;
+  // Interpreters shutdown() left open because code still ran in them after the grace period.
+  uint64_t stranded_at_exit() const;
+
+  // Engine.
+  void wake(Owner& owner) noexcept override;
+  bool attach(Owner& owner) noexcept override;
+  void detach(Owner& owner) noexcept override;
+  OwnerId current_owner() const noexcept override;
+  bool is_idle(Owner& owner) noexcept override;
+  void yield_attached(Owner& owner) noexcept override;
+  void report_failure(Owner& owner, const char* what) noexcept override;
+
+ private:
+  PythonEngine();
+  static int on_cpython_pending(void* arg);
+  Status close_locked_out(const std::shared_ptr<InterpRecord>& rec);
+  std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence,
+                                           bool created, Status* status);
+  void remove_record(const std::shared_ptr<InterpRecord>& rec);
+
+  std::unique_ptr<Runtime> runtime_;
+  InterpTable table_;
+  mutable std::mutex mu_;
+  std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_;  // under mu_
+  bool shut_down_ = false;                                            // under mu_
+  uint64_t stranded_at_exit_ = 0;                                     // under mu_
+};
+
+}  // namespace xinterp::python

@@ -1,0 +1,259 @@
+#include "xidata.h"
+
+#include <marshal.h>
+
+namespace xinterp::python {
+namespace {
+
+constexpr int kMaxDepth = 200;
+
+// Fills `out` for natively shareable values; false (no exception set) otherwise, or -1 on a
+// Python error.
+int encode_native(PyObject* obj, XValue* out, int depth) {
+  if (depth > kMaxDepth) return 0;
+  if (obj == Py_None) {
+    out->kind = XValue::Kind::kNone;
+    return 1;
+  }
+  if (PyBool_Check(obj)) {
+    out->kind = XValue::Kind::kBool;
+    out->b = obj == Py_True;
+    return 1;
+  }
+  if (PyLong_CheckExact(obj)) {
+    int overflow = 0;
+    long long v = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (overflow == 0) {
+      out->kind = XValue::Kind::kInt;
+      out->i = v;
+      return 1;
+    }
+    PyObject* text = PyObject_Str(obj);
+    if (text == nullptr) return -1;
+    Py_ssize_t n = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(text, &n);
+    if (s == nullptr) {
+      Py_DECREF(text);
+      return -1;
+    }
+    out->kind = XValue::Kind::kBigInt;
+    out->data.assign(s, static_cast<size_t>(n));
+    Py_DECREF(text);
+    return 1;
+  }
+  if (PyFloat_CheckExact(obj)) {
+    out->kind = XValue::Kind::kFloat;
+    out->f = PyFloat_AS_DOUBLE(obj);
+    return 1;
+  }
+  if (PyUnicode_CheckExact(obj)) {
+    out->kind = XValue::Kind::kStr;
+    Py_ssize_t n = 0;
+    const char* s = PyUnicode_AsUTF8AndSize(obj, &n);
+    if (s != nullptr) {
+      out->data.assign(s, static_cast<size_t>(n));
+      return 1;
+    }
+    PyErr_Clear();  // lone surrogates: carry them through
+    PyObject* raw = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
+    if (raw == nullptr) return -1;
+    out->data.assign(PyBytes_AS_STRING(raw), static_cast<size_t>(PyBytes_GET_SIZE(raw)));
+    out->surrogates = true;
+    Py_DECREF(raw);
+    return 1;
+  }
+  if (PyBytes_CheckExact(obj)) {
+    out->kind = XValue::Kind::kBytes;
+    out->data.assign(PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)));
+    return 1;
+  }
+  if (PyTuple_CheckExact(obj)) {
+    const Py_ssize_t n = PyTuple_GET_SIZE(obj);
+    out->kind = XValue::Kind::kTuple;
+    out->items.resize(static_cast<size_t>(n));
+    for (Py_ssize_t k = 0; k < n; ++k) {
+      int r = encode_native(PyTuple_GET_ITEM(obj, k), &out->items[static_cast<size_t>(k)],
+                            depth + 1);
+      if (r != 1) return r;
+    }
+    return 1;
+  }
+  return 0;
+}
+
+PyObject* call_module_function(const char* module, const char* name, PyObject* arg,
+                               PyObject* arg2 = nullptr) {
+  PyObject* mod = PyImport_ImportModule(module);
+  if (mod == nullptr) return nullptr;
+  PyObject* fn = PyObject_GetAttrString(mod, name);
+  Py_DECREF(mod);
+  if (fn == nullptr) return nullptr;
+  PyObject* result = arg2 == nullptr ? PyObject_CallOneArg(fn, arg)
+                                     : PyObject_CallFunctionObjArgs(fn, arg, arg2, nullptr);
+  Py_DECREF(fn);
+  return result;
+}
+
+// Whether a function would not survive pickling by reference into another interpreter.
+bool needs_code_transport(PyObject* fn) {
+  PyObject* module = PyObject_GetAttrString(fn, "__module__");
+  PyObject* qualname = PyObject_GetAttrString(fn, "__qualname__");
+  bool result = false;
+  if (module != nullptr && PyUnicode_Check(module) &&
+      PyUnicode_CompareWithASCIIString(module, "__main__") == 0) {
+    result = true;
+  }
+  if (qualname != nullptr && PyUnicode_Check(qualname)) {
+    const char* q = PyUnicode_AsUTF8(qualname);
+    if (q != nullptr && std::string(q).find('<') != std::string::npos) result = true;
+  }
+  Py_XDECREF(module);
+  Py_XDECREF(qualname);
+  PyErr_Clear();
+  return result;
+}
+
+Status not_shareable(PyObject* obj, const char* why) {
+  PyObject* type_name = PyType_GetName(Py_TYPE(obj));
+  std::string name = "object";
+  if (type_name != nullptr) {
+    if (const char* s = PyUnicode_AsUTF8(type_name)) name = s;
+    Py_DECREF(type_name);
+  }
+  PyErr_Clear();
+  return Status::error(ErrorKind::kNotShareable,
+                       "'" + name + "' object is not shareable between interpreters: " + why);
+}
+
+Status encode_function(PyObject* fn, XValue* out) {
+  PyObject* closure = PyFunction_GetClosure(fn);
+  if (closure != nullptr && closure != Py_None) {
+    return not_shareable(fn, "a function with a closure cannot be sent");
+  }
+  PyObject* code = PyFunction_GetCode(fn);
+  PyObject* bytes = PyMarshal_WriteObjectToString(code, Py_MARSHAL_VERSION);
+  if (bytes == nullptr) return not_shareable(fn, "its code cannot be marshalled");
+  out->kind = XValue::Kind::kFunction;
+  out->data.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
+  Py_DECREF(bytes);
+  out->items.resize(2);
+  PyObject* defaults = PyFunction_GetDefaults(fn);
+  PyObject* kwdefaults = PyFunction_GetKwDefaults(fn);
+  Status s = encode(defaults ? defaults : Py_None, Fallback::kFull, &out->items[0]);
+  if (!s.ok()) return s;
+  return encode(kwdefaults ? kwdefaults : Py_None, Fallback::kFull, &out->items[1]);
+}
+
+PyObject* decode_function(const XValue& value) {
+  PyObject* code = PyMarshal_ReadObjectFromString(value.data.data(),
+                                                  static_cast<Py_ssize_t>(value.data.size()));
+  if (code == nullptr) return nullptr;
+  PyObject* main = PyImport_AddModule("__main__");  // borrowed
+  if (main == nullptr) {
+    Py_DECREF(code);
+    return nullptr;
+  }
+  PyObject* fn = PyFunction_New(code, PyModule_GetDict(main));
+  Py_DECREF(code);
+  if (fn == nullptr) return nullptr;
+  for (int k = 0; k < 2; ++k) {
+    if (value.items[static_cast<size_t>(k)].kind == XValue::Kind::kNone) continue;
+    PyObject* d = decode(value.items[static_cast<size_t>(k)]);
+    int r = d == nullptr ? -1
+                         : (k == 0 ? PyFunction_SetDefaults(fn, d) : PyFunction_SetKwDefaults(fn, d));
+    Py_XDECREF(d);
+    if (r < 0) {
+      Py_DECREF(fn);
+      return nullptr;
+    }
+  }
+  return fn;
+}
+
+}  // namespace
+
+bool is_natively_shareable(PyObject* obj) {
+  XValue scratch;
+  int r = encode_native(obj, &scratch, 0);
+  if (r < 0) PyErr_Clear();
+  return r == 1;
+}
+
+Status encode(PyObject* obj, Fallback fallback, XValue* out) {
+  *out = XValue();
+  int r = encode_native(obj, out, 0);
+  if (r == 1) return Status();
+  if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
+  *out = XValue();
+  if (fallback == Fallback::kNone) return not_shareable(obj, "only None, bool, int, float, str, bytes and tuples of them are");
+  if (PyFunction_Check(obj) && needs_code_transport(obj)) return encode_function(obj, out);
+  PyObject* protocol = PyLong_FromLong(-1);
+  PyObject* pickled = protocol ? call_module_function("pickle", "dumps", obj, protocol) : nullptr;
+  Py_XDECREF(protocol);
+  if (pickled == nullptr) {
+    // Keep the reason: "cannot pickle '_thread.lock' object" and the like.
+    PyObject* exc = PyErr_GetRaisedException();
+    std::string why = "it cannot be pickled";
+    if (exc != nullptr) {
+      if (PyObject* text = PyObject_Str(exc)) {
+        if (const char* s = PyUnicode_AsUTF8(text)) why += std::string(" (") + s + ")";
+        Py_DECREF(text);
+      }
+      Py_DECREF(exc);
+    }
+    return not_shareable(obj, why.c_str());
+  }
+  out->kind = XValue::Kind::kPickled;
+  out->data.assign(PyBytes_AS_STRING(pickled), static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
+  Py_DECREF(pickled);
+  return Status();
+}
+
+PyObject* decode(const XValue& value) {
+  switch (value.kind) {
+    case XValue::Kind::kNone:
+      Py_RETURN_NONE;
+    case XValue::Kind::kBool:
+      return PyBool_FromLong(value.b);
+    case XValue::Kind::kInt:
+      return PyLong_FromLongLong(value.i);
+    case XValue::Kind::kBigInt:
+      return PyLong_FromString(value.data.c_str(), nullptr, 10);
+    case XValue::Kind::kFloat:
+      return PyFloat_FromDouble(value.f);
+    case XValue::Kind::kStr:
+      return PyUnicode_DecodeUTF8(value.data.data(), static_cast<Py_ssize_t>(value.data.size()),
+                                  value.surrogates ? "surrogatepass" : nullptr);
+    case XValue::Kind::kBytes:
+      return PyBytes_FromStringAndSize(value.data.data(),
+                                       static_cast<Py_ssize_t>(value.data.size()));
+    case XValue::Kind::kTuple: {
+      PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
+      if (t == nullptr) return nullptr;
+      for (size_t k = 0; k < value.items.size(); ++k) {
+        PyObject* item = decode(value.items[k]);
+        if (item == nullptr) {
+          Py_DECREF(t);
+          return nullptr;
+        }
+        PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
+      }
+      return t;
+    }
+    case XValue::Kind::kPickled: {
+      PyObject* bytes = PyBytes_FromStringAndSize(value.data.data(),
+                                                  static_cast<Py_ssize_t>(value.data.size()));
+      if (bytes == nullptr) return nullptr;
+      PyObject* obj = call_module_function("pickle", "loads", bytes);
+      Py_DECREF(bytes);
+      return obj;
+    }
+    case XValue::Kind::kFunction:
+      return decode_function(value);
+  }
+  PyErr_SetString(PyExc_SystemError, "xinterp: corrupt cross-interpreter value");
+  return nullptr;
+}
+
+}  // namespace xinterp::python

@@ -1,0 +1,51 @@
+// Cross-interpreter data: a Python value in transit between two interpreters, held as plain C++
+// data so that no object of the sending interpreter is ever touched by the receiving one.
+//
+// Natively shareable (PEP 734 is_shareable(), and self-contained: once encoded they do not
+// depend on the sender at all): None, bool, int, float, str, bytes, and tuples of these, exact
+// types only (subclasses fall back).
+// Fallbacks, used where PEP 734 / CPython 3.14 uses them (call() arguments and results,
+// prepare_main values), never for is_shareable():
+//   - a plain function defined in __main__ (or nested, or a lambda) travels as its marshalled
+//     code plus defaults, and is rebuilt in the receiver over the receiver's __main__ globals;
+//     it must have no closure.
+//   - anything else goes through pickle (pickle.dumps in the sender, pickle.loads in the
+//     receiver).
+//
+// Requirements: encode() runs attached to the sender, decode() attached to the receiver.
+// Threading: an XValue is plain data; hand it between threads freely.
+#pragma once
+
+#include <Python.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "status.h"
+
+namespace xinterp::python {
+
+struct XValue {
+  enum class Kind : uint8_t {
+    kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction
+  };
+  Kind kind = Kind::kNone;
+  bool b = false;
+  int64_t i = 0;
+  double f = 0.0;
+  bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
+  std::string data;         // str as UTF-8, bytes, big int in decimal, pickle, marshalled code
+  std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
+};
+
+enum class Fallback : uint8_t { kNone, kFull };
+
+// Encodes obj. On failure returns kNotShareable (no Python exception left set) or kPythonSet.
+Status encode(PyObject* obj, Fallback fallback, XValue* out);
+// A new reference, or nullptr with a Python exception set.
+PyObject* decode(const XValue& value);
+// PEP 734 is_shareable(): natively shareable, no fallback.
+bool is_natively_shareable(PyObject* obj);
+
+}  // namespace xinterp::python
