@@ -9,6 +9,7 @@ created, and any other that imported xinterp); ``NotShareableError`` is both a `
 """
 
 import atexit as _atexit
+import sys as _sys
 import threading as _threading
 import types as _types
 import weakref as _weakref
@@ -89,9 +90,16 @@ def _raise_if_failed(excinfo):
 
 
 def create():
-    """Return a new (idle) Python interpreter with its own GIL."""
+    """Return a new (idle) Python interpreter with its own GIL.
+
+    It starts with its creator's sys.path (as multiprocessing's spawn does), so that functions
+    from the caller's own modules can be called in it by reference.
+    """
     id = _xinterp.create()
-    return Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref=True)
+    interp = Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref=True)
+    path = tuple(p for p in _sys.path if isinstance(p, str))
+    interp.exec(f'import sys\nsys.path[:] = {path!r}\n')
+    return interp
 
 
 def list_all():

@@ -44,6 +44,8 @@ struct InterpRecord {
   std::atomic<bool> wake_armed{false};
   std::atomic<uint64_t> wakes_coalesced{0};  // wakes skipped: our CPython slot was still queued
   std::atomic<uint64_t> wakes_refused{0};    // CPython's queue was full (the housekeeper covers)
+  std::atomic<uint64_t> cpython_calls_added{0};  // our calls put on CPython's pending queue
+  std::atomic<uint64_t> cpython_calls_run{0};    // ... and run by CPython (added - run <= 1)
   std::atomic<bool> running{false};          // an exec/call is in progress (is_idle's source)
 
   // Under the engine mutex.

@@ -284,6 +284,9 @@ PyObject* mod_stats(PyObject*, PyObject*) {
     int r = (d && key) ? fill_owner_stats(d, rec->owner->stats()) : -1;
     if (r == 0) r = set_u64(d, "wakes_coalesced", rec->wakes_coalesced.load());
     if (r == 0) r = set_u64(d, "wakes_refused", rec->wakes_refused.load());
+    if (r == 0) r = set_u64(d, "cpython_calls_added", rec->cpython_calls_added.load());
+    if (r == 0) r = set_u64(d, "cpython_calls_run", rec->cpython_calls_run.load());
+    if (r == 0) r = set_u64(d, "running", rec->running.load() ? 1 : 0);
     if (r == 0) r = PyDict_SetItem(per, key, d);
     Py_XDECREF(d);
     Py_XDECREF(key);

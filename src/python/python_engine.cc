@@ -328,6 +328,7 @@ int PythonEngine::on_cpython_pending(void* arg) {
   OwnerRef owner = get().runtime().find(id);
   if (!owner) return 0;
   auto* rec = static_cast<InterpRecord*>(owner->engine_data());
+  rec->cpython_calls_run.fetch_add(1, std::memory_order_relaxed);
   rec->wake_armed.store(false, std::memory_order_release);
   owner->drain(DrainBy::kOwner);
   return 0;  // never raise into whatever code the owner was running
@@ -342,7 +343,9 @@ void PythonEngine::wake(Owner& owner) noexcept {
     return;
   }
   void* arg = reinterpret_cast<void*>(static_cast<uintptr_t>(owner.id()));
+  rec->cpython_calls_added.fetch_add(1, std::memory_order_relaxed);
   if (!cpy::add_pending_call(rec->interp, &PythonEngine::on_cpython_pending, arg)) {
+    rec->cpython_calls_added.fetch_sub(1, std::memory_order_relaxed);
     rec->wake_armed.store(false, std::memory_order_release);
     rec->wakes_refused.fetch_add(1, std::memory_order_relaxed);
   }

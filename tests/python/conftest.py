@@ -1,0 +1,44 @@
+"""Shared fixtures for xinterp's Python tests (run under every supported CPython)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+import xinterp
+
+
+@pytest.fixture
+def interp():
+    """A fresh interpreter, closed after the test (if the test did not close it)."""
+    i = xinterp.create()
+    yield i
+    try:
+        i.close()
+    except xinterp.InterpreterNotFoundError:
+        pass
+
+
+def eventually(predicate, timeout=10.0, interval=0.001):
+    """Polls predicate until it is true or timeout seconds passed; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+def run_script(source, timeout=60):
+    """Runs source in a fresh `python -c` of this same Python; returns CompletedProcess."""
+    env = dict(os.environ, PYTHONFAULTHANDLER='1')
+    return subprocess.run(
+        [sys.executable, '-c', textwrap.dedent(source)],
+        capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def interp_stats(i):
+    return xinterp.stats()['interpreters'][i.id]

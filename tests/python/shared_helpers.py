@@ -1,0 +1,46 @@
+"""Functions the tests call inside other interpreters.
+
+This module is imported there by reference (pickle), so it imports nothing heavy: a new xinterp
+interpreter starts with its creator's sys.path, which puts this folder in reach.
+"""
+
+
+def evaluate(expr):
+    """eval(expr) in the calling interpreter's __main__."""
+    import __main__
+    return eval(expr, __main__.__dict__)
+
+
+def identity(x):
+    return x
+
+
+def mul(a, b=2, *, c=1):
+    return a * b * c
+
+
+def make_lock():
+    import threading
+    return threading.Lock()
+
+
+def plain_function():
+    global ran_from_function
+    ran_from_function = True
+
+
+def busy_until(seconds):
+    """Runs Python bytecode (so eval-breaker checks happen) for `seconds`; returns loop count."""
+    import time
+    end = time.monotonic() + seconds
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return n
+
+
+def cpu_work(n):
+    total = 0
+    for i in range(n):
+        total += i * i % 7
+    return total

@@ -1,0 +1,196 @@
+"""exec(), call(), call_in_thread(), prepare_main(), ExecutionFailed and sharing rules."""
+
+import math
+import operator
+import threading
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import xinterp
+from shared_helpers import evaluate, identity, make_lock, mul, plain_function
+
+
+def test_exec_source_runs_in_main_namespace(interp):
+    interp.exec('import sys\nresult = sys.version_info[:2]')
+    import sys
+    assert interp.call(evaluate, 'result') == tuple(sys.version_info[:2])
+    assert interp.call(evaluate, '__name__') == '__main__'
+
+
+
+def test_exec_function_runs_its_body(interp):
+    interp.exec(plain_function)
+    assert interp.call(evaluate, 'ran_from_function') is True
+
+
+def test_exec_code_object(interp):
+    interp.exec(compile('z = 6 * 7', '<test>', 'exec'))
+    assert interp.call(evaluate, 'z') == 42
+
+
+def test_exec_rejects_bad_code(interp):
+    with pytest.raises(TypeError):
+        interp.exec(42)
+    with pytest.raises(ValueError, match='no arguments'):
+        interp.exec(lambda a: a)
+
+    def with_closure():
+        return interp
+
+    with pytest.raises(ValueError, match='closure'):
+        interp.exec(with_closure)
+
+
+def test_exec_syntax_error_is_execution_failed(interp):
+    with pytest.raises(xinterp.ExecutionFailed) as info:
+        interp.exec('def (')
+    assert info.value.excinfo.type.__name__ == 'SyntaxError'
+
+
+def test_execution_failed_carries_excinfo(interp):
+    with pytest.raises(xinterp.ExecutionFailed) as info:
+        interp.exec('def inner():\n    raise KeyError("boom")\ninner()')
+    e = info.value
+    assert isinstance(e, xinterp.InterpreterError)
+    assert e.excinfo.type.__name__ == 'KeyError'
+    assert e.excinfo.type.__qualname__ == 'KeyError'
+    assert e.excinfo.type.__module__ == 'builtins'
+    assert e.excinfo.msg == "'boom'"
+    assert e.excinfo.formatted == "KeyError: 'boom'"
+    assert 'Traceback (most recent call last)' in e.excinfo.errdisplay
+    assert 'in inner' in e.excinfo.errdisplay
+    assert "KeyError: 'boom'" in str(e)
+    assert 'Uncaught in the interpreter' in str(e)
+
+
+def test_exception_does_not_leak_into_interpreter_state(interp):
+    with pytest.raises(xinterp.ExecutionFailed):
+        interp.exec('raise RuntimeError("x")')
+    interp.exec('ok = True')  # the next exec starts clean
+    assert interp.call(evaluate, 'ok')
+
+
+def test_system_exit_is_reported_not_fatal(interp):
+    with pytest.raises(xinterp.ExecutionFailed) as info:
+        interp.exec('raise SystemExit(3)')
+    assert info.value.excinfo.type.__name__ == 'SystemExit'
+    interp.exec('pass')
+
+
+
+def test_call_with_args_and_kwargs(interp):
+    assert interp.call(mul, 3) == 6
+    assert interp.call(mul, 3, 4) == 12
+    assert interp.call(mul, 3, b=4, c=5) == 60
+
+
+def test_call_builtin_and_module_callables(interp):
+    assert interp.call(math.factorial, 25) == math.factorial(25)
+    assert interp.call(operator.add, 'a', 'b') == 'ab'
+    assert interp.call(len, (1, 2, 3)) == 3
+
+
+def test_call_lambda_and_nested_functions_travel_by_code(interp):
+    assert interp.call(lambda x: x + 1, 41) == 42
+
+    def nested(x, y=10):
+        return x * y
+
+    assert interp.call(nested, 4) == 40
+
+
+def test_call_function_with_closure_is_not_shareable(interp):
+    k = 3
+    with pytest.raises(xinterp.NotShareableError, match='closure'):
+        interp.call(lambda: k)
+
+
+def test_call_pickles_non_shareable_arguments_and_results(interp):
+    assert interp.call(sorted, [3, 1, 2]) == [1, 2, 3]
+    assert interp.call(dict, a=1, b=[2]) == {'a': 1, 'b': [2]}
+
+
+def test_call_with_unpicklable_argument_is_not_shareable(interp):
+    with pytest.raises(xinterp.NotShareableError, match='lock'):
+        interp.call(len, threading.Lock())
+    # NotShareableError is both spellings CPython used.
+    assert issubclass(xinterp.NotShareableError, TypeError)
+    assert issubclass(xinterp.NotShareableError, ValueError)
+
+
+
+def test_call_with_unshareable_result(interp):
+    with pytest.raises(xinterp.NotShareableError, match='result'):
+        interp.call(make_lock)
+    interp.exec('pass')  # the interpreter is fine
+
+
+def test_call_exception_is_execution_failed(interp):
+    with pytest.raises(xinterp.ExecutionFailed) as info:
+        interp.call(operator.truediv, 1, 0)
+    assert info.value.excinfo.type.__name__ == 'ZeroDivisionError'
+
+
+def test_call_rejects_non_callable(interp):
+    with pytest.raises(TypeError):
+        interp.call(42)
+
+
+def test_call_in_thread(interp):
+    interp.exec('results = []')
+    t = interp.call_in_thread(evaluate, 'results.append(7)')
+    assert isinstance(t, threading.Thread)
+    t.join()
+    assert interp.call(evaluate, 'results') == [7]
+
+
+def test_prepare_main(interp):
+    interp.prepare_main({'a': 1}, b='two', c=(3, b'4'), d=[5])
+    assert interp.call(evaluate, '(a, b, c, d)') == (1, 'two', (3, b'4'), [5])
+
+
+def test_prepare_main_rejects_unshareable(interp):
+    with pytest.raises(xinterp.NotShareableError):
+        interp.prepare_main(lock=threading.Lock())
+    with pytest.raises(TypeError):
+        interp.prepare_main({1: 'x'})
+
+
+@pytest.mark.parametrize('value,expected', [
+    (None, True), (True, True), (0, True), (2**100, True), (1.5, True), ('s', True),
+    (b'b', True), ((1, ('a', None)), True), ((), True),
+    ([1], False), ({}, False), (object(), False), ((1, [2]), False), (bytearray(b'x'), False),
+])
+def test_is_shareable(value, expected):
+    assert xinterp.is_shareable(value) is expected
+
+
+shareable = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    | st.binary(),
+    lambda children: st.lists(children, max_size=4).map(tuple),
+    max_leaves=20)
+
+
+
+@pytest.fixture(scope='module')
+def shared_interp():
+    i = xinterp.create()
+    yield i
+    i.close()
+
+
+@settings(max_examples=150, deadline=None)
+@given(shareable)
+def test_shareable_values_round_trip_exactly(shared_interp, value):
+    assert xinterp.is_shareable(value)
+    back = shared_interp.call(identity, value)
+    assert back == value
+    assert repr(back) == repr(value)  # same types all the way down (1 vs 1.0 vs True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1))
+def test_lone_surrogates_round_trip(shared_interp, value):
+    assert shared_interp.call(identity, value) == value

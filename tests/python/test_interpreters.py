@@ -1,0 +1,192 @@
+"""PEP 734 interpreter objects: create, list, identity, whence, is_running, close and its errors."""
+
+import gc
+import pickle
+import threading
+
+import pytest
+
+import xinterp
+from conftest import eventually
+from shared_helpers import evaluate
+
+
+def test_create_returns_new_isolated_interpreter(interp):
+    assert isinstance(interp, xinterp.Interpreter)
+    assert interp.id > 0
+    assert interp.whence == '_interpreters module'
+    assert interp in xinterp.list_all()
+    assert not interp.is_running()
+
+
+def test_each_interpreter_has_its_own_state(interp):
+    other = xinterp.create()
+    try:
+        interp.exec('x = 1')
+        other.exec('x = 2')
+        assert interp.call(evaluate, 'x') == 1
+        assert other.call(evaluate, 'x') == 2
+        # Its own module objects, sys included.
+        interp.exec('import sys; sys.marker = "a"')
+        other.exec('import sys; assert not hasattr(sys, "marker")')
+    finally:
+        other.close()
+
+
+def test_main_and_current():
+    main = xinterp.get_main()
+    assert main.id == 0
+    assert main.whence == 'runtime init'
+    assert xinterp.get_current() == main
+    assert main.is_running()
+    assert main in xinterp.list_all()
+
+
+def test_get_current_inside_subinterpreter(interp):
+    interp.exec('import xinterp; cur = xinterp.get_current(); main = xinterp.get_main()')
+    assert interp.call(evaluate, 'cur.id') == interp.id
+    assert interp.call(evaluate, 'main.id') == 0
+    assert interp.call(evaluate, 'cur.is_running()') is True
+    assert interp.call(evaluate, 'cur.whence') == '_interpreters module'
+
+
+def test_identity_equality_hash_repr(interp):
+    same = xinterp.Interpreter(interp.id)
+    assert same is interp
+    assert same == interp and hash(same) == hash(interp.id)
+    assert interp != xinterp.get_main()
+    assert repr(interp) == f'Interpreter({interp.id})'
+    assert len({interp, same, xinterp.get_main()}) == 2
+
+
+def test_pickle_round_trip_gives_same_object(interp):
+    assert pickle.loads(pickle.dumps(interp)) is interp
+
+
+def test_interpreter_objects_travel_to_other_interpreters(interp):
+    other = xinterp.create()
+    try:
+        assert interp.call(getattr, other, 'id') == other.id
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize('bad', ['1', 1.0, None])
+def test_interpreter_id_must_be_int(bad):
+    with pytest.raises(TypeError):
+        xinterp.Interpreter(bad)
+
+
+def test_unknown_id_is_not_found():
+    with pytest.raises(xinterp.InterpreterNotFoundError):
+        xinterp.Interpreter(10**9)
+    assert issubclass(xinterp.InterpreterNotFoundError, xinterp.InterpreterError)
+
+
+def test_close_removes_it_and_second_close_is_not_found():
+    i = xinterp.create()
+    i.close()
+    assert i not in xinterp.list_all()
+    with pytest.raises(xinterp.InterpreterNotFoundError):
+        i.close()
+    with pytest.raises(xinterp.InterpreterNotFoundError):
+        i.exec('pass')
+    with pytest.raises(xinterp.InterpreterNotFoundError):
+        i.is_running()
+
+
+def test_close_main_is_refused():
+    with pytest.raises(xinterp.InterpreterError, match='current interpreter|main interpreter'):
+        xinterp.get_main().close()
+
+
+def test_close_current_is_refused(interp):
+    interp.exec(
+        'import xinterp\n'
+        'try:\n'
+        '    xinterp.get_current().close()\n'
+        'except xinterp.InterpreterError as e:\n'
+        '    err = str(e)\n')
+    assert 'current interpreter' in interp.call(evaluate, 'err')
+    assert interp in xinterp.list_all()
+
+
+def test_close_main_from_subinterpreter_is_refused(interp):
+    interp.exec(
+        'import xinterp\n'
+        'try:\n'
+        '    xinterp.get_main().close()\n'
+        'except xinterp.InterpreterError as e:\n'
+        '    err = str(e)\n')
+    assert 'main interpreter' in interp.call(evaluate, 'err')
+
+
+def test_close_running_is_refused_and_interpreter_stays_usable(interp):
+    interp.exec('import time')
+    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
+    assert eventually(interp.is_running, timeout=5)
+    with pytest.raises(xinterp.InterpreterError, match='running'):
+        interp.close()
+    t.join()
+    assert not interp.is_running()
+    interp.exec('y = 1')  # still intact
+
+
+def test_concurrent_run_in_same_interpreter_is_refused(interp):
+    interp.exec('import time')
+    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
+    assert eventually(interp.is_running, timeout=5)
+    with pytest.raises(xinterp.InterpreterError, match='already running'):
+        interp.exec('pass')
+    t.join()
+
+
+def test_not_created_by_xinterp_refuses_exec():
+    with pytest.raises(xinterp.InterpreterError, match='not created by xinterp'):
+        xinterp.get_main().exec('pass')
+    with pytest.raises(xinterp.InterpreterError, match='not created by xinterp'):
+        xinterp.get_main().call(len, ())
+    with pytest.raises(xinterp.InterpreterError, match='not created by xinterp'):
+        xinterp.get_main().prepare_main(a=1)
+
+
+def test_dropping_last_reference_closes_interpreter():
+    i = xinterp.create()
+    iid = i.id
+    del i
+    gc.collect()
+    assert iid not in [x.id for x in xinterp.list_all()]
+    before = xinterp.stats()['interpreters_alive']
+    assert before == len(xinterp.list_all())
+
+
+def test_reference_held_by_another_interpreter_keeps_it_open(interp):
+    i = xinterp.create()
+    iid = i.id
+    interp.prepare_main(held=i)  # pickled: an owning Interpreter object in `interp`
+    del i
+    gc.collect()
+    assert iid in [x.id for x in xinterp.list_all()]
+    interp.exec('del held; import gc; gc.collect()')
+    assert iid not in [x.id for x in xinterp.list_all()]
+
+
+def test_create_from_many_threads():
+    made, errors = [], []
+
+    def work():
+        try:
+            i = xinterp.create()
+            i.exec('import math')
+            made.append(i.call(evaluate, 'math.pi'))
+            i.close()
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(made) == 8
