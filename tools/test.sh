@@ -9,6 +9,11 @@
 #   tsan        clang, ThreadSanitizer: the same tests; any report fails them
 #   asan        gcc, AddressSanitizer + UndefinedBehaviorSanitizer: the same tests
 #   clang-ts    clang with -Wthread-safety -Werror: lock discipline checked at compile time
+#   python-3.12, python-3.13
+#               per CPython (pyenv 3.12.1 and 3.13.0): `pip install .[test]` into .venv-3.12 /
+#               .venv-3.13, then pytest (tests/python); and a CMake build against that CPython
+#               (build-py312 / build-py313) that builds and runs the C++ embedding example
+#               (ctest label "embed").
 # Run tools/setup.sh once first (CI does).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,12 +29,14 @@ TOTAL_FAILED=0
 
 stage() { echo; echo "=== $* ==="; }
 
-# run_ctest NAME BUILD_DIR [env...]: counts the tests ctest ran and failed.
+# run_ctest NAME BUILD_DIR [env...]: counts the tests ctest ran and failed (label $LABEL, "core"
+# unless set).
 run_ctest() {
   local name="$1" dir="$2"
   shift 2
   local log="$dir/ctest.log"
-  env "$@" ctest --test-dir "$dir" -L core --output-on-failure -j "$JOBS" 2>&1 | tee "$log"
+  env "$@" ctest --test-dir "$dir" -L "${LABEL:-core}" --output-on-failure -j "$JOBS" 2>&1 |
+    tee "$log"
   local total failed
   # ctest closes with "100% tests passed out of N" or "P% tests passed, F tests failed out of N".
   total=$(sed -n 's/.*tests passed.* out of \([0-9][0-9]*\).*/\1/p' "$log" | tail -1)
@@ -84,6 +91,57 @@ if [ "$QUICK" = 0 ]; then
     SUMMARY+=("clang-ts: -Wthread-safety clean")
   fi
 fi
+
+# python_stage VERSION: the package and its pytest suite, then the embedding example, against
+# pyenv's CPython VERSION.
+python_stage() {
+  local version="$1" short="${1%.*}"
+  local name="python-$short" venv="$ROOT/.venv-$short"
+  local prefix
+  if ! prefix="$(pyenv prefix "$version" 2>/dev/null)"; then
+    SUMMARY+=("$name: CPython $version not found (pyenv)")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    return
+  fi
+  stage "$name: pip install .[test] into $venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    "$prefix/bin/python3" -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip
+  fi
+  # pip always rebuilds a project given by path, so this installs the current sources.
+  if ! "$venv/bin/pip" install -q ".[test]"; then
+    SUMMARY+=("$name: INSTALL FAILED")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    return
+  fi
+  stage "$name: pytest"
+  local log="$venv/pytest.log"
+  (cd "$ROOT" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE tests/python) 2>&1 |
+    tee "$log"
+  local passed failed errors
+  passed=$(tail -1 "$log" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
+  failed=$(tail -1 "$log" | grep -o '[0-9]* failed' | grep -o '[0-9]*')
+  errors=$(tail -1 "$log" | grep -o '[0-9]* error' | grep -o '[0-9]*')
+  passed="${passed:-0}"
+  failed=$(( ${failed:-0} + ${errors:-0} ))
+  if [ "$passed" = 0 ] && [ "$failed" = 0 ]; then
+    SUMMARY+=("$name pytest: did not run")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  else
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+    SUMMARY+=("$name pytest: $passed passed, $failed failed")
+  fi
+  local dir="build-py${short/./}"
+  if build "embed-$short" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXINTERP_BUILD_PYTHON=ON \
+       -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
+       -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
+    stage "embed-$short: tests"
+    LABEL=embed run_ctest "embed-$short" "$dir"
+  fi
+}
+
+python_stage 3.12.1
+python_stage 3.13.0
 
 echo
 echo "=== summary ==="
