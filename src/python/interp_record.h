@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <unordered_map>
 
 #include "xinterp/owner.h"
 
@@ -50,6 +51,11 @@ struct InterpRecord {
 
   // Under the engine mutex.
   bool closing = false;
+  // Thread states kept between visits, by thread (PyThread_get_thread_ident), so that a Python
+  // thread calling into this interpreter again skips creating one. Only threads that already
+  // have a thread state of their own are served (a bare C++ thread's first thread state would
+  // become its PyGILState one). The closer deletes them all before ending the interpreter.
+  std::unordered_map<unsigned long, PyThreadState*> visit_tstates;
   int64_t refs = 0;            // owning Interpreter objects (PEP 734 "ownsref")
 };
 

@@ -184,6 +184,16 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) 
   PyEval_RestoreThread(rec->parked);
   owner.finish_close();  // runs everything queued, inside the interpreter; later posts run raw
   remove_record(rec);
+  // Py_EndInterpreter wants our thread state to be its last one.
+  std::unordered_map<unsigned long, PyThreadState*> kept;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    kept.swap(rec->visit_tstates);
+  }
+  for (const auto& [thread, ts] : kept) {
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+  }
   Py_EndInterpreter(rec->parked);
   rec->parked = nullptr;
   caller.reattach();
@@ -206,18 +216,45 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     }
     rec->running.store(true, std::memory_order_release);
   }
-  EnterInterpreter visit;
+  EnterInterpreter visit;  // the caller's GIL is released from here on
+  const unsigned long thread = PyThread_get_thread_ident();
+  const bool keep_tstate = visit.caller_had_tstate();
+  PyThreadState* kept = nullptr;
+  if (keep_tstate) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = rec->visit_tstates.find(thread);
+    if (it != rec->visit_tstates.end()) {
+      kept = it->second;
+      rec->visit_tstates.erase(it);
+    }
+  }
   Status status;
-  if (visit.enter(rec->interp)) {
+  bool entered = true;
+  if (kept != nullptr) {
+    visit.enter_with(kept);
+  } else {
+    entered = visit.enter(rec->interp);
+  }
+  if (entered) {
     status = fn();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
   } else {
     status = Status::error(ErrorKind::kInterpreter, "out of memory entering the interpreter");
   }
-  // Cleared before the caller's GIL is re-taken: a daemon thread may end inside leave() at exit.
-  rec->running.store(false, std::memory_order_release);
-  visit.leave();
+  // `running` is cleared only once our thread state is back in visit_tstates (or deleted), so
+  // a closer never misses it; and before the caller's GIL is re-taken, since a daemon thread may
+  // end inside that at exit.
+  if (keep_tstate && entered) {
+    PyThreadState* ts = visit.detach_keep();
+    std::lock_guard<std::mutex> lock(mu_);
+    rec->visit_tstates[thread] = ts;
+    rec->running.store(false, std::memory_order_release);
+  } else {
+    visit.detach_delete();
+    rec->running.store(false, std::memory_order_release);
+  }
+  visit.reattach_caller();
   return status;
 }
 

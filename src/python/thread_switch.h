@@ -54,17 +54,37 @@ class EnterInterpreter {
     PyEval_RestoreThread(tstate_);
     return true;
   }
+  // Enters with a thread state kept from an earlier visit by this same thread.
+  void enter_with(PyThreadState* kept) {
+    tstate_ = kept;
+    PyEval_RestoreThread(tstate_);
+  }
   PyThreadState* tstate() const { return tstate_; }
 
-  // Leaves the target (deleting our thread state) and re-takes the caller's GIL.
-  void leave() {
+  // Detaches from the target, keeping our thread state for a later visit; returns it.
+  PyThreadState* detach_keep() {
+    PyThreadState* ts = tstate_;
+    if (ts != nullptr) PyEval_SaveThread();
+    tstate_ = nullptr;
+    return ts;
+  }
+  // Detaches from the target, deleting our thread state.
+  void detach_delete() {
     if (tstate_ != nullptr) {
       PyThreadState_Clear(tstate_);
       PyThreadState_DeleteCurrent();
       tstate_ = nullptr;
     }
-    caller_.reattach();
   }
+  // Re-takes the caller's GIL (after a detach). May end the thread (daemon thread at exit).
+  void reattach_caller() { caller_.reattach(); }
+  // detach_delete() + reattach_caller().
+  void leave() {
+    detach_delete();
+    reattach_caller();
+  }
+  bool caller_had_tstate() const { return caller_.saved() != nullptr; }
+
  private:
   CallerRelease caller_;
   PyThreadState* tstate_ = nullptr;

@@ -190,3 +190,18 @@ def test_create_from_many_threads():
         t.join()
     assert errors == []
     assert len(made) == 8
+
+
+def test_close_after_calls_from_many_threads_that_are_gone():
+    # Each calling thread keeps a thread state in the interpreter between calls; close() must
+    # delete them all (CPython aborts ending an interpreter that has other thread states).
+    i = xinterp.create()
+    i.exec('import threading; seen = set()')
+    for _ in range(6):
+        t = threading.Thread(target=i.exec, args=('seen.add(threading.get_ident())',))
+        t.start()
+        t.join()
+    i.exec('seen.add(threading.get_ident())')  # this thread keeps one too
+    assert i.call(evaluate, 'len(seen)') >= 2
+    i.close()
+    assert i not in xinterp.list_all()

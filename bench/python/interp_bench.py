@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Interpreter round trips, side by side in one run: xinterp against CPython's own PEP 734
+interpreters (3.13's test.support.interpreters; on 3.12 the interpreters-pep-734 backport, if
+installed) and multiprocessing (a spawn pool of one worker).
+
+Each case runs --runs times; a run times --loops operations and records the mean per operation.
+Reported: median, min and stdev over runs, and each other implementation against xinterp with a
+Mann-Whitney U test. Also the RSS kept per create+close cycle.
+
+usage: interp_bench.py [--runs N] [--quick] [--json PATH] [--markdown]
+"""
+import argparse
+import gc
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+from stats import mann_whitney_p, summary  # noqa: E402
+import bench_helpers  # noqa: E402
+from bench_helpers import mul, noop  # noqa: E402
+
+import xinterp  # noqa: E402
+
+
+def cpython_interpreters():
+    """CPython's own PEP 734 module on this Python, or None."""
+    try:
+        from test.support import interpreters  # 3.13
+        return interpreters, 'CPython test.support.interpreters'
+    except ImportError:
+        pass
+    try:
+        import interpreters_backport.interpreters as interpreters  # 3.12 backport
+        return interpreters, 'CPython interpreters-pep-734'
+    except ImportError:
+        return None, None
+
+
+def rss_kib():
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    return 0
+
+
+def timed(fn, loops):
+    t0 = time.perf_counter()
+    for _ in range(loops):
+        fn()
+    return (time.perf_counter() - t0) / loops
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def measure(name, impl, make_op, runs, loops, results):
+    """make_op() -> (op, cleanup)."""
+    progress(f'  {name}: {impl} ({runs} runs x {loops})')
+    op, cleanup = make_op()
+    try:
+        op()  # warm up
+        samples = [timed(op, loops) for _ in range(runs)]
+    finally:
+        cleanup()
+    results.append({'case': name, 'impl': impl, 'unit': 's/op', 'samples': samples})
+
+
+def create_close_op(mod):
+    def op():
+        mod.create().close()
+    return op, lambda: None
+
+
+def exec_op(mod):
+    interp = mod.create()
+    return (lambda: interp.exec('pass')), interp.close
+
+
+def call_op(mod, fn, *args):
+    interp = mod.create()
+    interp.exec(f'import sys; sys.path.insert(0, {str(HERE)!r})')
+    return (lambda: interp.call(fn, *args)), interp.close
+
+
+def pool_op(fn, *args):
+    pool = multiprocessing.get_context('spawn').Pool(1)
+    return (lambda: pool.apply(fn, args)), pool.terminate
+
+
+def rss_per_cycle(mod, cycles):
+    for _ in range(5):
+        mod.create().close()
+    gc.collect()
+    before = rss_kib()
+    for _ in range(cycles):
+        mod.create().close()
+    gc.collect()
+    return (rss_kib() - before) / cycles
+
+
+def fmt_time(s):
+    if s >= 1e-3:
+        return f'{s * 1e3:.2f} ms'
+    return f'{s * 1e6:.1f} µs'
+
+
+def report(results, markdown):
+    by_case = {}
+    for r in results:
+        by_case.setdefault(r['case'], []).append(r)
+    lines = []
+    if markdown:
+        lines.append('| operation | implementation | median | min | stdev | xinterp vs it |')
+        lines.append('|---|---|---|---|---|---|')
+    for case, rows in by_case.items():
+        ours = next((r for r in rows if r['impl'] == 'xinterp'), None)
+        for r in rows:
+            med, mn, sd = summary(r['samples'])
+            cmp = ''
+            if ours is not None and r is not ours:
+                om = summary(ours['samples'])[0]
+                p = mann_whitney_p(ours['samples'], r['samples'])
+                ratio = med / om
+                word = 'faster' if ratio >= 1 else 'slower'
+                ratio = ratio if ratio >= 1 else 1 / ratio
+                cmp = f'{ratio:.2f}x {word}, p={p:.1e}'
+            cells = [case, r['impl'], fmt_time(med), fmt_time(mn), fmt_time(sd), cmp]
+            if markdown:
+                lines.append('| ' + ' | '.join(cells) + ' |')
+            else:
+                lines.append(f'{cells[0]:<24} {cells[1]:<36} {cells[2]:>10} {cells[3]:>10} '
+                             f'{cells[4]:>10}  {cells[5]}')
+    return '\n'.join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=15)
+    ap.add_argument('--quick', action='store_true', help='few runs and loops (a smoke test)')
+    ap.add_argument('--json', type=Path)
+    ap.add_argument('--markdown', action='store_true')
+    args = ap.parse_args()
+    runs = 3 if args.quick else args.runs
+    scale = 0.05 if args.quick else 1.0
+    n_create, n_round = max(2, int(20 * scale)), max(10, int(2000 * scale))
+
+    cpy, cpy_name = cpython_interpreters()
+    impls = [('xinterp', xinterp)]
+    if cpy is not None:
+        impls.append((cpy_name, cpy))
+    progress(f'Python {sys.version.split()[0]}; comparing: ' + ', '.join(n for n, _ in impls)
+             + ', multiprocessing (spawn pool)')
+    results = []
+    for name, mod in impls:
+        measure('create + close', name, lambda: create_close_op(mod), runs, n_create, results)
+    for name, mod in impls:
+        measure('exec("pass")', name, lambda: exec_op(mod), runs, n_round, results)
+    for name, mod in impls:
+        measure('call(noop)', name, lambda: call_op(mod, noop), runs, n_round, results)
+    measure('call(noop)', 'multiprocessing Pool(1).apply', lambda: pool_op(noop), runs,
+            n_round // 4, results)
+    # Only xinterp (and multiprocessing) pass arguments and return results.
+    measure('call(mul, 6, 7) -> 42', 'xinterp', lambda: call_op(xinterp, mul, 6, 7), runs,
+            n_round, results)
+    measure('call(mul, 6, 7) -> 42', 'multiprocessing Pool(1).apply',
+            lambda: pool_op(mul, 6, 7), runs, n_round // 4, results)
+
+    rss = {}
+    cycles = max(5, int(100 * scale))
+    for name, mod in impls:
+        progress(f'  RSS kept per create+close: {name} ({cycles} cycles)')
+        rss[name] = rss_per_cycle(mod, cycles)
+
+    print(report(results, args.markdown))
+    print()
+    for name, kib in rss.items():
+        print(f'RSS kept per create+close cycle, {name}: {kib:.0f} KiB')
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
+                                         'rss_kib_per_cycle': rss}, indent=1))
+        progress(f'JSON in {args.json}')
+
+
+if __name__ == '__main__':
+    main()
