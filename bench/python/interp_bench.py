@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interpreter round trips, side by side in one run: xinterp against CPython's own PEP 734
-interpreters (3.13's test.support.interpreters; on 3.12 the interpreters-pep-734 backport, if
-installed) and multiprocessing (a spawn pool of one worker).
+interpreters (3.13's test.support.interpreters; on 3.12, which has none, its low-level
+_xxsubinterpreters module) and multiprocessing (a spawn pool of one worker).
 
 Each case runs --runs times; a run times --loops operations and records the mean per operation.
 Reported: median, min and stdev over runs, and each other implementation against xinterp with a
@@ -28,16 +28,34 @@ from bench_helpers import mul, noop  # noqa: E402
 import xinterp  # noqa: E402
 
 
+class _LowLevel312:
+    """CPython 3.12's own sub-interpreters through its low-level _xxsubinterpreters module (3.12
+    ships no PEP 734 module; the interpreters-pep-734 backport needs 3.13's _interpreters).
+    No call(): 3.12 cannot call a function in another interpreter."""
+
+    class Interpreter:
+        def __init__(self):
+            import _xxsubinterpreters
+            self._mod = _xxsubinterpreters
+            self.id = _xxsubinterpreters.create(isolated=True)
+
+        def exec(self, source):
+            self._mod.run_string(self.id, source)
+
+        def close(self):
+            self._mod.destroy(self.id)
+
+    create = Interpreter
+
+
 def cpython_interpreters():
-    """CPython's own PEP 734 module on this Python, or None."""
-    try:
-        from test.support import interpreters  # 3.13
+    """CPython's own interpreters on this Python, or None."""
+    if sys.version_info >= (3, 13):
+        from test.support import interpreters  # 3.12's is the older PEP 554 draft
         return interpreters, 'CPython test.support.interpreters'
-    except ImportError:
-        pass
     try:
-        import interpreters_backport.interpreters as interpreters  # 3.12 backport
-        return interpreters, 'CPython interpreters-pep-734'
+        import _xxsubinterpreters  # noqa: F401
+        return _LowLevel312, 'CPython _xxsubinterpreters'
     except ImportError:
         return None, None
 
@@ -164,7 +182,8 @@ def main():
     for name, mod in impls:
         measure('exec("pass")', name, lambda: exec_op(mod), runs, n_round, results)
     for name, mod in impls:
-        measure('call(noop)', name, lambda: call_op(mod, noop), runs, n_round, results)
+        if hasattr(mod.Interpreter, 'call'):
+            measure('call(noop)', name, lambda: call_op(mod, noop), runs, n_round, results)
     measure('call(noop)', 'multiprocessing Pool(1).apply', lambda: pool_op(noop), runs,
             n_round // 4, results)
     # Only xinterp (and multiprocessing) pass arguments and return results.
