@@ -2,7 +2,7 @@
 
 namespace xinterp::python {
 
-size_t InterpTable::slot_of(const PyInterpreterState* interp) noexcept {
+size_t InterpTable::slot_of(const void* interp) noexcept {
   uint64_t h = reinterpret_cast<uintptr_t>(interp);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdULL;
@@ -10,7 +10,7 @@ size_t InterpTable::slot_of(const PyInterpreterState* interp) noexcept {
   return static_cast<size_t>(h) & (kCapacity - 1);
 }
 
-bool InterpTable::insert(PyInterpreterState* interp, OwnerId id) noexcept {
+bool InterpTable::insert(const void* interp, OwnerId id) noexcept {
   const uintptr_t key = reinterpret_cast<uintptr_t>(interp);
   size_t slot = slot_of(interp);
   for (size_t probe = 0; probe < kCapacity; ++probe, slot = (slot + 1) & (kCapacity - 1)) {
@@ -27,7 +27,7 @@ bool InterpTable::insert(PyInterpreterState* interp, OwnerId id) noexcept {
   return false;
 }
 
-void InterpTable::erase(PyInterpreterState* interp) noexcept {
+void InterpTable::erase(const void* interp) noexcept {
   const uintptr_t key = reinterpret_cast<uintptr_t>(interp);
   size_t slot = slot_of(interp);
   for (size_t probe = 0; probe < kCapacity; ++probe, slot = (slot + 1) & (kCapacity - 1)) {
@@ -42,7 +42,7 @@ void InterpTable::erase(PyInterpreterState* interp) noexcept {
   }
 }
 
-OwnerId InterpTable::find(const PyInterpreterState* interp) const noexcept {
+OwnerId InterpTable::find(const void* interp) const noexcept {
   if (interp == nullptr) return kNoOwner;
   const uintptr_t key = reinterpret_cast<uintptr_t>(interp);
   size_t slot = slot_of(interp);

@@ -1,5 +1,7 @@
-// InterpTable: a fixed-size map from PyInterpreterState* to the core OwnerId of that interpreter,
-// read without locks, so that Engine::current_owner() stays cheap and async-signal-safe.
+// InterpTable: a fixed-size map from an interpreter's address (its PyInterpreterState*) to the
+// core OwnerId of that interpreter, read without locks, so that Engine::current_owner() stays
+// cheap and async-signal-safe. Python-free (keys are plain addresses), so it is tested alone
+// under the sanitizers (tests/engine/interp_table_test.cc).
 //
 // Requirements:
 //   - insert() and erase() are serialised by the caller (the engine's registry lock).
@@ -14,8 +16,6 @@
 // interpreter's id.
 #pragma once
 
-#include <Python.h>
-
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -28,14 +28,14 @@ class InterpTable {
  public:
   static constexpr size_t kCapacity = 4096;
 
-  bool insert(PyInterpreterState* interp, OwnerId id) noexcept;
-  void erase(PyInterpreterState* interp) noexcept;
-  OwnerId find(const PyInterpreterState* interp) const noexcept;
+  bool insert(const void* interp, OwnerId id) noexcept;
+  void erase(const void* interp) noexcept;
+  OwnerId find(const void* interp) const noexcept;
 
  private:
   static constexpr uintptr_t kEmpty = 0;
   static constexpr uintptr_t kTombstone = 1;
-  static size_t slot_of(const PyInterpreterState* interp) noexcept;
+  static size_t slot_of(const void* interp) noexcept;
 
   struct Entry {
     std::atomic<uintptr_t> key{kEmpty};
