@@ -20,14 +20,16 @@ from ._xinterp import (
     InterpreterNotFoundError,
     NotShareableError,
     is_shareable,
+    runtime_stats,
     stats,
 )
 
 __all__ = [
-    'get_current', 'get_main', 'create', 'list_all', 'is_shareable', 'stats',
+    'get_current', 'get_main', 'create', 'list_all', 'is_shareable', 'stats', 'runtime_stats',
     'Interpreter',
     'InterpreterError', 'InterpreterNotFoundError', 'ExecutionFailed',
     'NotShareableError',
+    'create_queue', 'Queue', 'QueueEmpty', 'QueueFull', 'QueueError',
 ]
 
 
@@ -217,13 +219,16 @@ class Interpreter:
         """Return whether or not the identified interpreter is running."""
         return _xinterp.is_running(self._id)
 
-    def close(self):
+    def close(self, *, timeout=None):
         """Finalize and destroy the interpreter.
 
-        Pending calls queued for it run first. Closing the current interpreter, the main one,
-        or one that is running raises InterpreterError.
+        Pending calls queued for it run first. Buffers it lent that other interpreters still
+        hold are waited for up to `timeout` seconds (default 0.5); if they are not given back,
+        InterpreterError names the borrowers and the interpreter stays intact. Its lent
+        buffers still sitting in queues follow each queue's `unbounditems`. Closing the
+        current interpreter, the main one, or one that is running raises InterpreterError.
         """
-        return _xinterp.destroy(self._id)
+        return _xinterp.destroy(self._id, timeout)
 
     def prepare_main(self, ns=None, /, **kwargs):
         """Bind the given values into the interpreter's __main__.
@@ -265,6 +270,11 @@ class Interpreter:
         t = _threading.Thread(target=self.call, args=(callable, *args), kwargs=kwargs)
         t.start()
         return t
+
+
+from .queues import (  # noqa: E402
+    Queue, QueueEmpty, QueueError, QueueFull, create as create_queue,
+)
 
 
 def _is_main_interpreter():

@@ -13,11 +13,15 @@
 
 #include <atomic>
 #include <cstdint>
+#include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "xinterp/owner.h"
 
 namespace xinterp::python {
+
+class BufferBorrow;
 
 // CPython's values of interpreter "whence" (3.13's _PyInterpreterState_WHENCE_*), used on 3.12 too.
 enum class Whence : int {
@@ -48,6 +52,13 @@ struct InterpRecord {
   std::atomic<uint64_t> cpython_calls_added{0};  // our calls put on CPython's pending queue
   std::atomic<uint64_t> cpython_calls_run{0};    // ... and run by CPython (added - run <= 1)
   std::atomic<bool> running{false};          // an exec/call is in progress (is_idle's source)
+
+  // Buffers of this interpreter lent to others and not given back yet, and which they are.
+  std::atomic<int64_t> borrows{0};
+  std::mutex borrow_mu;
+  std::unordered_set<BufferBorrow*> borrowed;  // under borrow_mu
+  // Items this interpreter put in queues that are still there.
+  std::atomic<int64_t> queued{0};
 
   // Under the engine mutex.
   bool closing = false;

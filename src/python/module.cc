@@ -8,9 +8,15 @@
 #include <utility>
 #include <vector>
 
+#include <chrono>
+#include <optional>
+#include <cmath>
+
 #include "cpython_private.h"
 #include "execution.h"
 #include "python_engine.h"
+#include "queue_registry.h"
+#include "shared_buffer.h"
 #include "xinterp/owner.h"
 
 namespace xinterp::python {
@@ -20,6 +26,15 @@ struct ModuleState {
   PyObject* interpreter_error;
   PyObject* not_found_error;
   PyObject* not_shareable_error;
+  PyObject* shared_buffer_type;
+  // Set by xinterp.queues at import (Python classes): QueueError, QueueNotFoundError,
+  // QueueEmpty, QueueFull.
+  PyObject* queue_error;
+  PyObject* queue_not_found;
+  PyObject* queue_empty;
+  PyObject* queue_full;
+  // This interpreter's record (kept for the queues' hot path).
+  std::shared_ptr<InterpRecord>* self;
 };
 
 ModuleState* state_of(PyObject* module) {
@@ -93,10 +108,32 @@ PyObject* mod_create(PyObject* module, PyObject*) {
   return PyLong_FromLongLong(id);
 }
 
-PyObject* mod_destroy(PyObject* module, PyObject* arg) {
+// Seconds (a non-negative float or int, or None for the default) -> an optional duration.
+bool parse_timeout(PyObject* arg, std::optional<std::chrono::nanoseconds>* out) {
+  if (arg == Py_None) {
+    *out = std::nullopt;
+    return true;
+  }
+  double seconds = PyFloat_AsDouble(arg);
+  if (seconds == -1.0 && PyErr_Occurred()) return false;
+  if (std::isnan(seconds) || seconds < 0) {
+    PyErr_SetString(PyExc_ValueError, "timeout value must be non-negative");
+    return false;
+  }
+  if (seconds > 1e9) seconds = 1e9;  // ~31 years: "forever" without overflow
+  *out = std::chrono::nanoseconds(static_cast<int64_t>(seconds * 1e9));
+  return true;
+}
+
+PyObject* mod_destroy(PyObject* module, PyObject* args) {
+  PyObject* id_obj;
+  PyObject* timeout_obj = Py_None;
+  if (!PyArg_ParseTuple(args, "O|O:destroy", &id_obj, &timeout_obj)) return nullptr;
   int64_t id;
-  if (!parse_id(arg, &id)) return nullptr;
-  Status s = PythonEngine::get().close(id);
+  if (!parse_id(id_obj, &id)) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  Status s = PythonEngine::get().close(id, timeout.value_or(PythonEngine::kDefaultBorrowTimeout));
   if (!s.ok()) return raise(module, s);
   Py_RETURN_NONE;
 }
@@ -258,7 +295,7 @@ int set_u64(PyObject* dict, const char* key, uint64_t v) {
 
 int fill_owner_stats(PyObject* d, const OwnerStats& o) {
   if (set_u64(d, "posted", o.posted) < 0 || set_u64(d, "run_inline", o.run_inline) < 0 ||
-      set_u64(d, "run_by_wake", o.run_by_owner) < 0 ||
+      set_u64(d, "run_by_owner", o.run_by_owner) < 0 ||
       set_u64(d, "run_by_housekeeper", o.run_by_housekeeper) < 0 ||
       set_u64(d, "run_raw", o.run_raw) < 0 || set_u64(d, "failed", o.failed) < 0 ||
       set_u64(d, "wakes", o.wakes) < 0 || set_u64(d, "peak_backlog", o.peak_backlog) < 0 ||
@@ -268,26 +305,23 @@ int fill_owner_stats(PyObject* d, const OwnerStats& o) {
   return 0;
 }
 
+// stats() -> {interpreter id: {counter: int}}
 PyObject* mod_stats(PyObject*, PyObject*) {
   PythonEngine& engine = PythonEngine::get();
   PyObject* out = PyDict_New();
-  PyObject* per = PyDict_New();
-  if (out == nullptr || per == nullptr || PyDict_SetItemString(out, "interpreters", per) < 0) {
-    Py_XDECREF(out);
-    Py_XDECREF(per);
-    return nullptr;
-  }
-  Py_DECREF(per);
+  if (out == nullptr) return nullptr;
   for (const auto& rec : engine.all()) {
     PyObject* d = PyDict_New();
     PyObject* key = PyLong_FromLongLong(rec->py_id);
     int r = (d && key) ? fill_owner_stats(d, rec->owner->stats()) : -1;
+    if (r == 0) r = set_u64(d, "borrows", static_cast<uint64_t>(rec->borrows.load()));
+    if (r == 0) r = set_u64(d, "queued", static_cast<uint64_t>(rec->queued.load()));
     if (r == 0) r = set_u64(d, "wakes_coalesced", rec->wakes_coalesced.load());
     if (r == 0) r = set_u64(d, "wakes_refused", rec->wakes_refused.load());
     if (r == 0) r = set_u64(d, "cpython_calls_added", rec->cpython_calls_added.load());
     if (r == 0) r = set_u64(d, "cpython_calls_run", rec->cpython_calls_run.load());
     if (r == 0) r = set_u64(d, "running", rec->running.load() ? 1 : 0);
-    if (r == 0) r = PyDict_SetItem(per, key, d);
+    if (r == 0) r = PyDict_SetItem(out, key, d);
     Py_XDECREF(d);
     Py_XDECREF(key);
     if (r < 0) {
@@ -295,9 +329,16 @@ PyObject* mod_stats(PyObject*, PyObject*) {
       return nullptr;
     }
   }
+  return out;
+}
+
+// runtime_stats() -> what no single interpreter reports.
+PyObject* mod_runtime_stats(PyObject*, PyObject*) {
+  PythonEngine& engine = PythonEngine::get();
   RegistryStats reg = engine.runtime().registry_stats();
+  PyObject* out = PyDict_New();
   PyObject* retired = PyDict_New();
-  int r = retired ? fill_owner_stats(retired, reg.retired) : -1;
+  int r = (out && retired) ? fill_owner_stats(retired, reg.retired) : -1;
   if (r == 0) r = PyDict_SetItemString(out, "closed_interpreters", retired);
   Py_XDECREF(retired);
   if (r == 0) r = set_u64(out, "interpreters_created", reg.owners_created);
@@ -305,8 +346,9 @@ PyObject* mod_stats(PyObject*, PyObject*) {
   if (r == 0) r = set_u64(out, "unknown_interpreter_posts", reg.unknown_owner_posts);
   if (r == 0) r = set_u64(out, "unknown_interpreter_failed", reg.unknown_owner_failed);
   if (r == 0) r = set_u64(out, "stranded_at_exit", engine.stranded_at_exit());
+  if (r == 0) r = set_u64(out, "queues", QueueRegistry::get().all().size());
   if (r < 0) {
-    Py_DECREF(out);
+    Py_XDECREF(out);
     return nullptr;
   }
   return out;
@@ -314,6 +356,215 @@ PyObject* mod_stats(PyObject*, PyObject*) {
 
 PyObject* mod_shutdown(PyObject*, PyObject*) {
   PythonEngine::get().shutdown();
+  Py_RETURN_NONE;
+}
+
+// --- queues ---------------------------------------------------------------------------------
+
+PyObject* queue_exc(PyObject* module, PyObject* ModuleState::*which, PyObject* fallback) {
+  PyObject* t = state_of(module)->*which;
+  return t != nullptr ? t : fallback;
+}
+
+std::shared_ptr<XQueue> find_queue(PyObject* module, int64_t id) {
+  auto q = QueueRegistry::get().find(id);
+  if (q == nullptr) {
+    PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
+                 "queue %lld not found", static_cast<long long>(id));
+  }
+  return q;
+}
+
+bool parse_unbound(PyObject* arg, UnboundOp* out) {
+  long v = PyLong_AsLong(arg);
+  if (v == -1 && PyErr_Occurred()) return false;
+  if (v < 1 || v > 3) {
+    PyErr_SetString(PyExc_ValueError, "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
+    return false;
+  }
+  *out = static_cast<UnboundOp>(v);
+  return true;
+}
+
+PyObject* mod_queue_create(PyObject*, PyObject* args) {
+  Py_ssize_t maxsize;
+  PyObject* unbound_obj;
+  if (!PyArg_ParseTuple(args, "nO:queue_create", &maxsize, &unbound_obj)) return nullptr;
+  if (maxsize < 0) {
+    PyErr_SetString(PyExc_ValueError, "maxsize must be 0 (unbounded) or positive");
+    return nullptr;
+  }
+  UnboundOp unbound;
+  if (!parse_unbound(unbound_obj, &unbound)) return nullptr;
+  return PyLong_FromLongLong(QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound));
+}
+
+PyObject* mod_queue_bind(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id)) return nullptr;
+  if (!QueueRegistry::get().bind(id)) {
+    PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
+                 "queue %lld not found", static_cast<long long>(id));
+    return nullptr;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_queue_release(PyObject*, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id)) return nullptr;
+  QueueRegistry::get().release(id);
+  Py_RETURN_NONE;
+}
+
+// Waits in slices so that a signal handler (Ctrl-C in the main thread) gets to run.
+template <class Op>
+QueueStatus blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, bool* interrupted) {
+  using namespace std::chrono;
+  constexpr nanoseconds kSlice = milliseconds(100);
+  const auto start = steady_clock::now();
+  while (true) {
+    std::optional<nanoseconds> slice = kSlice;
+    if (timeout) {
+      nanoseconds left = *timeout - (steady_clock::now() - start);
+      if (left < nanoseconds::zero()) left = nanoseconds::zero();
+      if (left <= kSlice) slice = left;
+    }
+    QueueStatus s;
+    Py_BEGIN_ALLOW_THREADS
+    s = op(slice);
+    Py_END_ALLOW_THREADS
+    if (s != QueueStatus::kTimeout) return s;
+    if (timeout && steady_clock::now() - start >= *timeout) return s;
+    if (PyErr_CheckSignals() < 0) {
+      *interrupted = true;
+      return s;
+    }
+  }
+}
+
+PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
+  switch (s) {
+    case QueueStatus::kFull:
+    case QueueStatus::kTimeout:
+      return nullptr;  // the caller picks QueueFull or QueueEmpty
+    case QueueStatus::kClosed:
+      PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
+                   "queue %lld was closed (the process is exiting)", static_cast<long long>(id));
+      return nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+// queue_put(id, obj, block, timeout, unbound)
+PyObject* mod_queue_put(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError, "queue_put(id, obj, block, timeout, unbound)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id)) return nullptr;
+  const int block = PyObject_IsTrue(args[2]);
+  if (block < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(args[3], &timeout)) return nullptr;
+  UnboundOp unbound;
+  if (!parse_unbound(args[4], &unbound)) return nullptr;
+  auto q = find_queue(module, id);
+  if (q == nullptr) return nullptr;
+  ModuleState* st = state_of(module);
+  QueueItem item;
+  Status s = encode(args[1], Fallback::kFull, &item.value);
+  if (!s.ok()) return raise(module, s);
+  item.sender_rec = *st->self;
+  item.sender = item.sender_rec->py_id;
+  item.unbound = unbound;
+  item.sender_rec->queued.fetch_add(1, std::memory_order_relaxed);
+  QueueStatus qs = q->items.put(std::move(item), std::chrono::nanoseconds::zero());
+  bool interrupted = false;
+  if (qs == QueueStatus::kFull && block) {
+    // `item` was not consumed by the refused put (BlockingQueue moves only on success).
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
+      return q->items.put(std::move(item), t);
+    }, timeout, &interrupted);
+  }
+  if (qs == QueueStatus::kOk) Py_RETURN_NONE;
+  st->self->get()->queued.fetch_sub(1, std::memory_order_relaxed);
+  if (interrupted) return nullptr;
+  if (qs == QueueStatus::kFull || qs == QueueStatus::kTimeout) {
+    PyErr_Format(queue_exc(module, &ModuleState::queue_full, PyExc_RuntimeError),
+                 "queue %lld is full", static_cast<long long>(id));
+    return nullptr;
+  }
+  return queue_status_error(module, qs, id);
+}
+
+// queue_get(id, block, timeout) -> (obj, unbound_state)
+PyObject* mod_queue_get(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "queue_get(id, block, timeout)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id)) return nullptr;
+  const int block = PyObject_IsTrue(args[1]);
+  if (block < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(args[2], &timeout)) return nullptr;
+  auto q = find_queue(module, id);
+  if (q == nullptr) return nullptr;
+  QueueItem item;
+  QueueStatus qs = q->items.get(&item, std::chrono::nanoseconds::zero());
+  bool interrupted = false;
+  if (qs == QueueStatus::kEmpty && block) {
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q->items.get(&item, t); },
+                  timeout, &interrupted);
+  }
+  if (qs != QueueStatus::kOk) {
+    if (interrupted) return nullptr;
+    if (qs == QueueStatus::kEmpty || qs == QueueStatus::kTimeout) {
+      PyErr_Format(queue_exc(module, &ModuleState::queue_empty, PyExc_RuntimeError),
+                   "queue %lld is empty", static_cast<long long>(id));
+      return nullptr;
+    }
+    return queue_status_error(module, qs, id);
+  }
+  if (item.sender_rec) item.sender_rec->queued.fetch_sub(1, std::memory_order_relaxed);
+  if (item.unbound_state != 0) return Py_BuildValue("(Oi)", Py_None, item.unbound_state);
+  PyObject* obj = decode(item.value);
+  if (obj == nullptr) return nullptr;
+  return Py_BuildValue("(Ni)", obj, 0);
+}
+
+PyObject* mod_queue_info(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id)) return nullptr;
+  auto q = find_queue(module, id);
+  if (q == nullptr) return nullptr;
+  return Py_BuildValue("(nni)", static_cast<Py_ssize_t>(q->items.size()),
+                       static_cast<Py_ssize_t>(q->items.maxsize()), static_cast<int>(q->unbound));
+}
+
+PyObject* mod_queue_list_all(PyObject*, PyObject*) {
+  auto all = QueueRegistry::get().all();
+  PyObject* list = PyList_New(0);
+  for (size_t k = 0; list != nullptr && k < all.size(); ++k) {
+    PyObject* id = PyLong_FromLongLong(all[k]->id);
+    if (id == nullptr || PyList_Append(list, id) < 0) Py_CLEAR(list);
+    Py_XDECREF(id);
+  }
+  return list;
+}
+
+PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
+  ModuleState* st = state_of(module);
+  PyObject *err, *not_found, *empty, *full;
+  if (!PyArg_ParseTuple(args, "OOOO", &err, &not_found, &empty, &full)) return nullptr;
+  Py_XSETREF(st->queue_error, Py_NewRef(err));
+  Py_XSETREF(st->queue_not_found, Py_NewRef(not_found));
+  Py_XSETREF(st->queue_empty, Py_NewRef(empty));
+  Py_XSETREF(st->queue_full, Py_NewRef(full));
   Py_RETURN_NONE;
 }
 
@@ -371,7 +622,8 @@ PyObject* mod_test_counters(PyObject*, PyObject*) {
 
 PyMethodDef kMethods[] = {
     {"create", mod_create, METH_NOARGS, "create() -> id: a new isolated interpreter."},
-    {"destroy", mod_destroy, METH_O, "destroy(id): close an interpreter xinterp created."},
+    {"destroy", mod_destroy, METH_VARARGS,
+     "destroy(id, borrow_timeout=None): close an interpreter xinterp created."},
     {"list_all", mod_list_all, METH_NOARGS, "list_all() -> [(id, whence)]"},
     {"get_current", mod_get_current, METH_NOARGS, "get_current() -> (id, whence)"},
     {"get_main", mod_get_main, METH_NOARGS, "get_main() -> (id, whence)"},
@@ -387,7 +639,18 @@ PyMethodDef kMethods[] = {
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_set_main_attrs)),
      METH_FASTCALL, "set___main___attrs(id, ns) -> None | excinfo"},
     {"is_shareable", mod_is_shareable, METH_O, "is_shareable(obj) -> bool"},
-    {"stats", mod_stats, METH_NOARGS, "stats() -> dict of counters"},
+    {"stats", mod_stats, METH_NOARGS, "stats() -> {interpreter id: {counter: int}}"},
+    {"runtime_stats", mod_runtime_stats, METH_NOARGS, "runtime_stats() -> dict of totals"},
+    {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},
+    {"queue_bind", mod_queue_bind, METH_O, "queue_bind(id): one more reference"},
+    {"queue_release", mod_queue_release, METH_O, "queue_release(id): one less"},
+    {"queue_put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_queue_put)),
+     METH_FASTCALL, "queue_put(id, obj, block, timeout, unbound)"},
+    {"queue_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_queue_get)),
+     METH_FASTCALL, "queue_get(id, block, timeout) -> (obj, unbound_state)"},
+    {"queue_info", mod_queue_info, METH_O, "queue_info(id) -> (size, maxsize, unbound)"},
+    {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},
+    {"_set_queue_exceptions", mod_set_queue_exceptions, METH_VARARGS, "internal"},
     {"_shutdown", mod_shutdown, METH_NOARGS, "close every interpreter xinterp created"},
     {"_post_test_calls", mod_post_test_calls, METH_VARARGS, "test hook"},
     {"_test_counters", mod_test_counters, METH_NOARGS, "test hook"},
@@ -422,11 +685,18 @@ int module_exec(PyObject* module) {
   for (const auto& [name, w] : whences) {
     if (PyModule_AddIntConstant(module, name, static_cast<long>(w)) < 0) return -1;
   }
+  st->shared_buffer_type = make_shared_buffer_type(module);
+  if (st->shared_buffer_type == nullptr ||
+      PyModule_AddObjectRef(module, "_SharedBuffer", st->shared_buffer_type) < 0) {
+    return -1;
+  }
   Status s;
-  if (PythonEngine::get().register_current(&s) == nullptr) {
+  std::shared_ptr<InterpRecord> rec = PythonEngine::get().register_current(&s);
+  if (rec == nullptr) {
     raise(module, s);
     return -1;
   }
+  st->self = new std::shared_ptr<InterpRecord>(std::move(rec));
   return 0;
 }
 
@@ -435,6 +705,11 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   Py_VISIT(st->interpreter_error);
   Py_VISIT(st->not_found_error);
   Py_VISIT(st->not_shareable_error);
+  Py_VISIT(st->shared_buffer_type);
+  Py_VISIT(st->queue_error);
+  Py_VISIT(st->queue_not_found);
+  Py_VISIT(st->queue_empty);
+  Py_VISIT(st->queue_full);
   return 0;
 }
 
@@ -443,11 +718,19 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->interpreter_error);
   Py_CLEAR(st->not_found_error);
   Py_CLEAR(st->not_shareable_error);
+  Py_CLEAR(st->shared_buffer_type);
+  Py_CLEAR(st->queue_error);
+  Py_CLEAR(st->queue_not_found);
+  Py_CLEAR(st->queue_empty);
+  Py_CLEAR(st->queue_full);
   return 0;
 }
 
 void module_free(void* module) {
   module_clear(static_cast<PyObject*>(module));
+  ModuleState* st = state_of(static_cast<PyObject*>(module));
+  delete st->self;
+  st->self = nullptr;
   // An interpreter xinterp did not create is going away: close its core owner while it can
   // still run the calls queued for it. (xinterp's own are closed by close() or shutdown().)
   if (PyInterpreterState_Get() != PyInterpreterState_Main()) PythonEngine::get().forget_current();

@@ -5,7 +5,12 @@
 #include <string>
 #include <thread>
 
+#include <algorithm>
+#include <map>
+
 #include "cpython_private.h"
+#include "queue_registry.h"
+#include "shared_buffer.h"
 #include "thread_switch.h"
 
 namespace xinterp::python {
@@ -150,7 +155,41 @@ Status PythonEngine::create(int64_t* py_id) {
   return Status();
 }
 
-Status PythonEngine::close(int64_t py_id) {
+bool PythonEngine::wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout,
+                                    std::string* held) {
+  // Borrows with holder -1 sit in queues (the unbound policy settles them) or are in transit.
+  auto held_by_others = [&](std::string* describe) {
+    std::map<int64_t, int> by_holder;
+    std::lock_guard<std::mutex> lock(rec.borrow_mu);
+    for (BufferBorrow* b : rec.borrowed) {
+      if (b->holder() >= 0) ++by_holder[b->holder()];
+    }
+    if (describe != nullptr && !by_holder.empty()) {
+      int total = 0;
+      std::string ids;
+      for (const auto& [holder, n] : by_holder) {
+        total += n;
+        ids += (ids.empty() ? "" : ", ") + std::to_string(holder);
+      }
+      *describe = std::to_string(total) + (total == 1 ? " buffer" : " buffers") +
+                  " of interpreter " + std::to_string(rec.py_id) +
+                  " still borrowed by interpreter" + (by_holder.size() == 1 ? " " : "s ") + ids;
+    }
+    return !by_holder.empty();
+  };
+  if (!held_by_others(nullptr)) return true;
+  CallerRelease release;  // borrowers may need our GIL to drop their views
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool clear = false;
+  while (!(clear = !held_by_others(nullptr)) && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  release.reattach();
+  if (!clear) held_by_others(held);
+  return clear;
+}
+
+Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeout) {
   std::shared_ptr<InterpRecord> rec = find(py_id);
   if (rec == nullptr) return not_found(py_id);
   PyThreadState* ts = cpy::current_tstate();
@@ -172,12 +211,22 @@ Status PythonEngine::close(int64_t py_id) {
     }
     rec->closing = true;
   }
+  std::string held;
+  if (!wait_for_borrows(*rec, borrow_timeout, &held)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    rec->closing = false;  // intact: it can be closed once the borrows are back
+    return Status::error(ErrorKind::kInterpreter,
+                         "cannot close " + interp_name(py_id) + ": " + held);
+  }
   return close_locked_out(rec);
 }
 
 // Closes an interpreter already marked closing (so no run can start in it).
 Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) {
   Owner& owner = *rec->owner;
+  // Its buffers still in queues follow their unbound policy; their releases are posted to it
+  // and run by finish_close() below, inside it.
+  QueueRegistry::get().sender_closed(rec->py_id);
   CallerRelease caller;  // the caller's GIL is released from here on
   owner.begin_close();
   owner.wait_until_unused();  // the housekeeper's visit, if any, ends
@@ -194,6 +243,25 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) 
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
   }
+#if PY_VERSION_HEX < 0x030D0000
+  // 3.12's threading._shutdown() (run by Py_EndInterpreter) asserts that the interpreter's
+  // "main thread" — whichever thread state imported threading, one of the visits deleted
+  // above — still holds its lock, and prints an ignored AssertionError otherwise. Re-bind it to
+  // the closing thread state.
+  if (PyObject* ns = PyDict_New()) {
+    if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0) {
+      PyObject* r = PyRun_String(
+          "import sys\n"
+          "t = sys.modules.get('threading')\n"
+          "if t is not None and not t._main_thread._tstate_lock.locked():\n"
+          "    t._main_thread = t._MainThread()\n",
+          Py_file_input, ns, ns);
+      Py_XDECREF(r);
+    }
+    Py_DECREF(ns);
+  }
+  PyErr_Clear();
+#endif
   Py_EndInterpreter(rec->parked);
   rec->parked = nullptr;
   caller.reattach();
@@ -294,6 +362,8 @@ void PythonEngine::shutdown() {
       if (rec->created_by_xinterp) ours.push_back(rec);
     }
   }
+  // Threads blocked in Queue.get/put wake with an error.
+  QueueRegistry::get().shutdown();
   // Interrupt code still running in ours (daemon threads' calls): a pending call raises
   // SystemExit into it, so the call returns to its thread with ExecutionFailed.
   bool any_running = false;
@@ -320,17 +390,48 @@ void PythonEngine::shutdown() {
     }
     release.reattach();
   }
+  // Close borrowers before lenders: an interpreter whose buffers others still hold waits until
+  // those have closed (their views are released as they end). What is left (running code, or
+  // lending to something that is not closing: the main interpreter) stays open, its core owner
+  // closed raw so that later releases never touch it; counted in stranded_at_exit.
+  std::vector<std::shared_ptr<InterpRecord>> pending;
   for (const auto& rec : ours) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (rec->closing) continue;
+    if (rec->running.load(std::memory_order_acquire)) {
+      ++stranded_at_exit_;
+      rec->closing = true;
+      continue;  // its owner is closed raw below
+    }
+    rec->closing = true;
+    pending.push_back(rec);
+  }
+  bool progress = true;
+  while (!pending.empty() && progress) {
+    progress = false;
+    for (auto it = pending.begin(); it != pending.end();) {
+      std::string held;
+      if (wait_for_borrows(**it, std::chrono::milliseconds(50), &held)) {
+        (void)close_locked_out(*it);
+        it = pending.erase(it);
+        progress = true;
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (const auto& rec : ours) {
+    Owner& owner = *rec->owner;
+    if (owner.state() != OwnerState::kAlive) continue;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (rec->closing) continue;
-      if (rec->running.load(std::memory_order_acquire)) {
-        ++stranded_at_exit_;
-        continue;
-      }
-      rec->closing = true;
+      if (std::find(pending.begin(), pending.end(), rec) != pending.end()) ++stranded_at_exit_;
     }
-    (void)close_locked_out(rec);
+    owner.begin_close();
+    CallerRelease release;
+    owner.wait_until_unused();
+    release.reattach();
+    owner.close_raw();
   }
   // The main interpreter's owner closes last, while the runtime can still run code: after this,
   // calls posted to it run raw and the housekeeper never waits for the main GIL again (which

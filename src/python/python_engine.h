@@ -28,7 +28,9 @@
 
 #include <Python.h>
 
+#include <chrono>
 #include <functional>
+#include <string>
 #include <memory>
 #include <mutex>
 #include <unordered_map>
@@ -59,7 +61,11 @@ class PythonEngine final : public Engine {
   std::vector<std::shared_ptr<InterpRecord>> all() const;
 
   Status create(int64_t* py_id);
-  Status close(int64_t py_id);
+  // Waits up to `borrow_timeout` for buffers of this interpreter held by other interpreters to
+  // come back; if they do not, fails with InterpreterError naming them, and the interpreter
+  // stays intact. Buffers it lent that still sit in queues follow their unbound policy.
+  Status close(int64_t py_id, std::chrono::nanoseconds borrow_timeout = kDefaultBorrowTimeout);
+  static constexpr std::chrono::nanoseconds kDefaultBorrowTimeout = std::chrono::milliseconds(500);
   Status run(int64_t py_id, const std::function<Status()>& fn);
   // PEP 734 ownership references: the interpreter closes when the last one is dropped.
   Status incref(int64_t py_id);
@@ -82,6 +88,9 @@ class PythonEngine final : public Engine {
   PythonEngine();
   static int on_cpython_pending(void* arg);
   Status close_locked_out(const std::shared_ptr<InterpRecord>& rec);
+  // Waits (caller's GIL released) until no other interpreter holds one of rec's buffers;
+  // otherwise describes who does.
+  bool wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout, std::string* held);
   std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence,
                                            bool created, Status* status);
   void remove_record(const std::shared_ptr<InterpRecord>& rec);

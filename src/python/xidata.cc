@@ -2,14 +2,40 @@
 
 #include <marshal.h>
 
+#include "queue_registry.h"
+#include "shared_buffer.h"
+
 namespace xinterp::python {
 namespace {
 
 constexpr int kMaxDepth = 200;
 
+// The object's `id` if it is an instance of xinterp.<cls> (Interpreter, queues.Queue), else -1.
+// Only looks in sys.modules: an interpreter that never imported xinterp has no such objects.
+int64_t xinterp_object_id(PyObject* obj, const char* module, const char* cls) {
+  PyObject* name = PyUnicode_FromString(module);
+  PyObject* mod = name ? PyImport_GetModule(name) : nullptr;
+  Py_XDECREF(name);
+  if (mod == nullptr) {
+    PyErr_Clear();
+    return -1;
+  }
+  PyObject* type = PyObject_GetAttrString(mod, cls);
+  Py_DECREF(mod);
+  int64_t id = -1;
+  if (type != nullptr && PyType_Check(type) && PyObject_TypeCheck(obj, (PyTypeObject*)type)) {
+    PyObject* v = PyObject_GetAttrString(obj, "id");
+    if (v != nullptr && PyLong_Check(v)) id = PyLong_AsLongLong(v);
+    Py_XDECREF(v);
+  }
+  Py_XDECREF(type);
+  PyErr_Clear();
+  return id;
+}
+
 // Fills `out` for natively shareable values; false (no exception set) otherwise, or -1 on a
 // Python error.
-int encode_native(PyObject* obj, XValue* out, int depth) {
+int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
   if (depth > kMaxDepth) return 0;
   if (obj == Py_None) {
     out->kind = XValue::Kind::kNone;
@@ -74,9 +100,39 @@ int encode_native(PyObject* obj, XValue* out, int depth) {
     out->items.resize(static_cast<size_t>(n));
     for (Py_ssize_t k = 0; k < n; ++k) {
       int r = encode_native(PyTuple_GET_ITEM(obj, k), &out->items[static_cast<size_t>(k)],
-                            depth + 1);
+                            depth + 1, probe);
       if (r != 1) return r;
     }
+    return 1;
+  }
+  if (PyObject_CheckBuffer(obj)) {
+    if (probe) return 1;
+    Status status;
+    out->buffer = BufferBorrow::take(obj, &status);
+    if (out->buffer == nullptr) {
+      if (status.kind == ErrorKind::kPythonSet) return -1;
+      // Not C-contiguous: sent as a copy, arriving as bytes.
+      PyObject* copy = PyBytes_FromObject(obj);
+      if (copy == nullptr) return -1;
+      out->kind = XValue::Kind::kBytes;
+      out->data.assign(PyBytes_AS_STRING(copy), static_cast<size_t>(PyBytes_GET_SIZE(copy)));
+      Py_DECREF(copy);
+      return 1;
+    }
+    out->kind = XValue::Kind::kBuffer;
+    return 1;
+  }
+  if (int64_t id = xinterp_object_id(obj, "xinterp", "Interpreter"); id >= 0) {
+    out->kind = XValue::Kind::kInterpreter;
+    out->i = id;
+    return 1;
+  }
+  if (int64_t id = xinterp_object_id(obj, "xinterp.queues", "Queue"); id >= 0) {
+    if (probe) return 1;
+    if (!QueueRegistry::get().bind(id)) return 0;  // destroyed meanwhile
+    out->kind = XValue::Kind::kQueue;
+    out->i = id;
+    out->queue = std::make_shared<QueueRef>(id);
     return 1;
   }
   return 0;
@@ -181,20 +237,31 @@ PyObject* decode_function(const XValue& value) {
 
 }  // namespace
 
+bool XValue::holds_borrow() const noexcept {
+  if (buffer != nullptr) return true;
+  for (const XValue& item : items) {
+    if (item.holds_borrow()) return true;
+  }
+  return false;
+}
+
 bool is_natively_shareable(PyObject* obj) {
   XValue scratch;
-  int r = encode_native(obj, &scratch, 0);
+  int r = encode_native(obj, &scratch, 0, /*probe=*/true);
   if (r < 0) PyErr_Clear();
   return r == 1;
 }
 
 Status encode(PyObject* obj, Fallback fallback, XValue* out) {
   *out = XValue();
-  int r = encode_native(obj, out, 0);
+  int r = encode_native(obj, out, 0, /*probe=*/false);
   if (r == 1) return Status();
   if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
   *out = XValue();
-  if (fallback == Fallback::kNone) return not_shareable(obj, "only None, bool, int, float, str, bytes and tuples of them are");
+  if (fallback == Fallback::kNone) {
+    return not_shareable(obj, "only None, bool, int, float, str, bytes, buffers, tuples of them, "
+                              "queues and interpreters are");
+  }
   if (PyFunction_Check(obj) && needs_code_transport(obj)) return encode_function(obj, out);
   PyObject* protocol = PyLong_FromLong(-1);
   PyObject* pickled = protocol ? call_module_function("pickle", "dumps", obj, protocol) : nullptr;
@@ -259,6 +326,20 @@ PyObject* decode(const XValue& value) {
     }
     case XValue::Kind::kFunction:
       return decode_function(value);
+    case XValue::Kind::kBuffer:
+      return BufferBorrow::make_view(value.buffer);
+    case XValue::Kind::kQueue:
+    case XValue::Kind::kInterpreter: {
+      const bool queue = value.kind == XValue::Kind::kQueue;
+      PyObject* mod = PyImport_ImportModule(queue ? "xinterp.queues" : "xinterp");
+      if (mod == nullptr) return nullptr;
+      PyObject* cls = PyObject_GetAttrString(mod, queue ? "Queue" : "Interpreter");
+      Py_DECREF(mod);
+      if (cls == nullptr) return nullptr;
+      PyObject* obj = PyObject_CallFunction(cls, "L", static_cast<long long>(value.i));
+      Py_DECREF(cls);
+      return obj;
+    }
   }
   PyErr_SetString(PyExc_SystemError, "xinterp: corrupt cross-interpreter value");
   return nullptr;

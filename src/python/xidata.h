@@ -1,9 +1,16 @@
 // Cross-interpreter data: a Python value in transit between two interpreters, held as plain C++
 // data so that no object of the sending interpreter is ever touched by the receiving one.
 //
-// Natively shareable (PEP 734 is_shareable(), and self-contained: once encoded they do not
-// depend on the sender at all): None, bool, int, float, str, bytes, and tuples of these, exact
-// types only (subclasses fall back).
+// Natively shareable (PEP 734 is_shareable()):
+//   - self-contained, copied into interpreter-neutral storage, depending on no interpreter once
+//     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply), exact
+//     types only (subclasses fall back); also xinterp Queue and Interpreter objects (by id; a
+//     Queue in transit keeps its queue alive);
+//   - borrowed without a copy: any other object exporting the buffer protocol (bytearray,
+//     memoryview, array.array, mmap, ...), C-contiguous. The receiver gets a memoryview over the
+//     same memory; the sender's buffer is held until that view and every copy of the value are
+//     gone, then released inside the sender (see shared_buffer.h). A buffer that is not
+//     C-contiguous is copied instead and arrives as bytes.
 // Fallbacks, used where PEP 734 / CPython 3.14 uses them (call() arguments and results,
 // prepare_main values), never for is_shareable():
 //   - a plain function defined in __main__ (or nested, or a lambda) travels as its marshalled
@@ -19,16 +26,23 @@
 #include <Python.h>
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "status.h"
 
 namespace xinterp::python {
+class BufferBorrow;
+struct QueueRef;
+}
+
+namespace xinterp::python {
 
 struct XValue {
   enum class Kind : uint8_t {
-    kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction
+    kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction,
+    kBuffer, kQueue, kInterpreter
   };
   Kind kind = Kind::kNone;
   bool b = false;
@@ -37,6 +51,11 @@ struct XValue {
   bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
   std::string data;         // str as UTF-8, bytes, big int in decimal, pickle, marshalled code
   std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
+  std::shared_ptr<BufferBorrow> buffer;  // kBuffer
+  std::shared_ptr<QueueRef> queue;       // kQueue (i is the queue id; kInterpreter: i is the id)
+
+  // Whether this value (or a tuple item) holds a borrowed buffer, i.e. depends on its sender.
+  bool holds_borrow() const noexcept;
 };
 
 enum class Fallback : uint8_t { kNone, kFull };

@@ -41,4 +41,4 @@ def run_script(source, timeout=60):
 
 
 def interp_stats(i):
-    return xinterp.stats()['interpreters'][i.id]
+    return xinterp.stats()[i.id]

@@ -11,7 +11,7 @@ import os
 sys.path.insert(0, {helpers!r})
 def report():
     # Registered before xinterp is imported, so it runs after xinterp's own exit handler.
-    s = xinterp.stats()
+    s = xinterp.runtime_stats()
     print("alive", s["interpreters_alive"], "backlog", s["closed_interpreters"]["backlog"],
           "stranded", s["stranded_at_exit"], flush=True)
 atexit.register(report)

@@ -156,7 +156,7 @@ def test_dropping_last_reference_closes_interpreter():
     del i
     gc.collect()
     assert iid not in [x.id for x in xinterp.list_all()]
-    before = xinterp.stats()['interpreters_alive']
+    before = xinterp.runtime_stats()['interpreters_alive']
     assert before == len(xinterp.list_all())
 
 

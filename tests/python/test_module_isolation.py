@@ -46,13 +46,13 @@ def test_interpreter_created_by_cpython_is_known_but_not_ours():
     handle = create()  # 3.12: an InterpreterID whose last reference destroys the interpreter
     cid = int(handle)
     try:
-        alive_before = xinterp.stats()['interpreters_alive']
+        alive_before = xinterp.runtime_stats()['interpreters_alive']
         run(cid, 'import sys; sys.path[:] = %r\nimport xinterp\nme = xinterp.get_current()' %
             (sys.path,))
         other = xinterp.Interpreter(cid)
         assert other in xinterp.list_all()
         assert other.whence in ('unknown', '_interpreters module', 'cross-interpreter C-API')
-        assert xinterp.stats()['interpreters_alive'] == alive_before + 1
+        assert xinterp.runtime_stats()['interpreters_alive'] == alive_before + 1
         with pytest.raises(xinterp.InterpreterError, match='not created by xinterp'):
             other.exec('pass')
         with pytest.raises(xinterp.InterpreterError, match='not created by xinterp'):

@@ -46,13 +46,13 @@ def test_busy_interpreter_is_woken_through_cpython_pending_call(interp):
     s1 = interp_stats(interp)
     assert counters()['wrong_interpreter'] == 0
     assert s1['backlog'] == 0
-    ran = (s1['run_by_wake'] - s0['run_by_wake']) + \
+    ran = (s1['run_by_owner'] - s0['run_by_owner']) + \
         (s1['run_by_housekeeper'] - s0['run_by_housekeeper'])
     assert ran == 100
     # CPython ran our wake callbacks inside the busy interpreter (3.12.1 sometimes skips one;
     # the housekeeper covers those, so only "some" is asserted).
     assert s1['cpython_calls_run'] > s0['cpython_calls_run']
-    assert s1['run_by_wake'] > s0['run_by_wake']
+    assert s1['run_by_owner'] > s0['run_by_owner']
 
 
 def test_at_most_one_cpython_slot_per_interpreter(interp):
@@ -153,7 +153,7 @@ def test_close_drains_pending_calls_first():
     after = counters()
     assert after['in_owner'] - before['in_owner'] + after['raw'] - before['raw'] == 50
     assert after['raw'] == before['raw']  # all ran inside the interpreter, none raw
-    closed = xinterp.stats()['closed_interpreters']
+    closed = xinterp.runtime_stats()['closed_interpreters']
     assert closed['backlog'] == 0
 
 

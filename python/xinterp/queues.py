@@ -1,0 +1,194 @@
+"""Cross-interpreter queues (PEP 734 ``Queue``; CPython 3.14's ``concurrent.interpreters``).
+
+A queue is process-wide: any interpreter may put and get, and a Queue object is itself
+shareable (put it in a queue, pass it to ``call()`` or ``prepare_main()``). Values are natively
+shared where possible (see ``xinterp.is_shareable``), buffers without a copy, anything else by
+pickle. ``put``/``get`` block with real waits (no polling), release the caller's GIL while
+waiting, and honour fractional timeouts.
+
+``unbounditems`` says what happens to an item whose sending interpreter closes while the item is
+still queued, for items that depend on their sender (lent buffers; self-contained values survive
+the sender): ``UNBOUND`` (replaced by the ``UNBOUND`` marker, the default), ``UNBOUND_ERROR``
+(``get()`` raises ``ItemInterpreterDestroyed``) or ``UNBOUND_REMOVE`` (dropped).
+"""
+
+import queue as _queue
+import weakref as _weakref
+import threading as _threading
+
+from . import _xinterp
+from ._xinterp import InterpreterError
+
+__all__ = [
+    'UNBOUND', 'UNBOUND_ERROR', 'UNBOUND_REMOVE',
+    'create', 'list_all', 'Queue',
+    'QueueError', 'QueueNotFoundError', 'QueueEmpty', 'QueueFull', 'ItemInterpreterDestroyed',
+]
+
+
+class QueueError(InterpreterError, RuntimeError):
+    """Indicates that a queue-related error happened."""
+
+
+class QueueNotFoundError(QueueError):
+    """The queue does not exist (any more)."""
+
+
+class QueueEmpty(QueueError, _queue.Empty):
+    """Raised from get_nowait() when the queue is empty, and from get() when it times out."""
+
+
+class QueueFull(QueueError, _queue.Full):
+    """Raised from put_nowait() when the queue is full, and from put() when it times out."""
+
+
+class ItemInterpreterDestroyed(QueueError):
+    """Raised from get() for an item whose interpreter closed (policy UNBOUND_ERROR)."""
+
+
+class _UnboundItem:
+    __slots__ = ()
+
+    def __repr__(self):
+        return 'xinterp.queues.UNBOUND'
+
+    def __reduce__(self):
+        return 'UNBOUND'
+
+
+UNBOUND = _UnboundItem()
+UNBOUND_ERROR = object()
+UNBOUND_REMOVE = object()
+_UNBOUND_FLAGS = {UNBOUND: 1, UNBOUND_ERROR: 2, UNBOUND_REMOVE: 3}
+_FLAG_NAMES = {1: UNBOUND, 2: UNBOUND_ERROR, 3: UNBOUND_REMOVE}
+
+_xinterp._set_queue_exceptions(QueueError, QueueNotFoundError, QueueEmpty, QueueFull)
+
+
+def _unbound_flag(unbounditems):
+    try:
+        return _UNBOUND_FLAGS[unbounditems]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f'unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE, '
+            f'got {unbounditems!r}') from None
+
+
+def create(maxsize=0, *, unbounditems=UNBOUND):
+    """Return a new cross-interpreter queue; maxsize 0 means unbounded."""
+    if not isinstance(maxsize, int):
+        raise TypeError(f'maxsize must be an int, got {maxsize!r}')
+    qid = _xinterp.queue_create(maxsize, _unbound_flag(unbounditems))
+    try:
+        return Queue(qid)
+    finally:
+        _xinterp.queue_release(qid)  # the Queue object holds its own reference now
+
+
+def list_all():
+    """Return a list of all open queues."""
+    return [Queue(qid) for qid in _xinterp.queue_list_all()]
+
+
+_known_queues = _weakref.WeakValueDictionary()
+_known_lock = _threading.Lock()
+
+
+def _check_timeout(timeout):
+    if timeout is not None:
+        if not isinstance(timeout, (int, float)):
+            raise TypeError(f'timeout must be a number of seconds or None, got {timeout!r}')
+        timeout = float(timeout)
+        if not timeout >= 0:  # NaN too
+            raise ValueError('timeout value must be non-negative')
+    return timeout
+
+
+class Queue:
+    """A cross-interpreter queue. One object per queue id in each interpreter."""
+
+    def __new__(cls, id, /):
+        if not isinstance(id, int):
+            raise TypeError(f'id must be an int, got {id!r}')
+        id = int(id)
+        with _known_lock:
+            self = _known_queues.get(id)
+            if self is not None:
+                return self
+            _xinterp.queue_bind(id)  # QueueNotFoundError if it is gone
+            self = super().__new__(cls)
+            self._id = id
+            _known_queues[id] = self
+        return self
+
+    def __del__(self):
+        try:
+            _xinterp.queue_release(self._id)
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f'{type(self).__name__}({self.id})'
+
+    def __hash__(self):
+        return hash(self._id)
+
+    def __eq__(self, other):
+        if not isinstance(other, Queue):
+            return NotImplemented
+        return self._id == other._id
+
+    def __reduce__(self):
+        return (type(self), (self._id,))
+
+    @property
+    def id(self):
+        return self._id
+
+    @property
+    def maxsize(self):
+        return _xinterp.queue_info(self._id)[1]
+
+    @property
+    def unbounditems(self):
+        return _FLAG_NAMES[_xinterp.queue_info(self._id)[2]]
+
+    def empty(self):
+        return self.qsize() == 0
+
+    def full(self):
+        size, maxsize, _ = _xinterp.queue_info(self._id)
+        return maxsize > 0 and size >= maxsize
+
+    def qsize(self):
+        return _xinterp.queue_info(self._id)[0]
+
+    def put(self, obj, block=True, timeout=None, *, unbounditems=None):
+        """Add obj to the queue, waiting for room if it is full (up to timeout seconds).
+
+        Raises QueueFull when no room came in time (or at once with block=False).
+        """
+        timeout = _check_timeout(timeout)
+        flag = (_xinterp.queue_info(self._id)[2] if unbounditems is None
+                else _unbound_flag(unbounditems))
+        _xinterp.queue_put(self._id, obj, block, timeout, flag)
+
+    def put_nowait(self, obj, *, unbounditems=None):
+        return self.put(obj, block=False, unbounditems=unbounditems)
+
+    def get(self, block=True, timeout=None):
+        """Return the next item, waiting for one if the queue is empty (up to timeout seconds).
+
+        Raises QueueEmpty when none came in time (or at once with block=False).
+        """
+        timeout = _check_timeout(timeout)
+        obj, unbound = _xinterp.queue_get(self._id, block, timeout)
+        if unbound:
+            if unbound == 2:
+                raise ItemInterpreterDestroyed(
+                    'the interpreter that put this item was closed')
+            return UNBOUND
+        return obj
+
+    def get_nowait(self):
+        return self.get(block=False)

@@ -1,0 +1,86 @@
+#include "queue_registry.h"
+
+#include <deque>
+
+#include "python_engine.h"
+
+namespace xinterp::python {
+
+QueueRef::~QueueRef() { QueueRegistry::get().release(id); }
+
+QueueRegistry& QueueRegistry::get() {
+  static QueueRegistry* registry = new QueueRegistry();  // leaked: daemon threads at exit
+  return *registry;
+}
+
+int64_t QueueRegistry::create(size_t maxsize, UnboundOp unbound) {
+  std::lock_guard<std::mutex> lock(mu_);
+  const int64_t id = next_id_++;
+  auto q = std::make_shared<XQueue>(id, maxsize, unbound);
+  q->refs = 1;
+  queues_.emplace(id, std::move(q));
+  return id;
+}
+
+std::shared_ptr<XQueue> QueueRegistry::find(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = queues_.find(id);
+  return it == queues_.end() ? nullptr : it->second;
+}
+
+bool QueueRegistry::bind(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = queues_.find(id);
+  if (it == queues_.end()) return false;
+  ++it->second->refs;
+  return true;
+}
+
+void QueueRegistry::release(int64_t id) {
+  std::shared_ptr<XQueue> dead;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = queues_.find(id);
+    if (it == queues_.end()) return;
+    if (--it->second->refs > 0) return;
+    dead = std::move(it->second);
+    queues_.erase(it);
+  }
+  dead->items.close();
+  std::deque<QueueItem> rest = dead->items.take_all();
+  for (const QueueItem& item : rest) {
+    if (item.sender_rec) item.sender_rec->queued.fetch_sub(1);
+  }
+  // `rest` is destroyed here, outside every lock: borrows go back to their owners.
+}
+
+std::vector<std::shared_ptr<XQueue>> QueueRegistry::all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<std::shared_ptr<XQueue>> out;
+  for (const auto& [id, q] : queues_) out.push_back(q);
+  return out;
+}
+
+void QueueRegistry::sender_closed(int64_t sender) {
+  for (const std::shared_ptr<XQueue>& q : all()) {
+    std::deque<QueueItem> removed = q->items.remove_if([&](QueueItem& item) {
+      if (item.sender != sender || item.unbound_state != 0 || !item.value.holds_borrow()) {
+        return false;
+      }
+      if (item.unbound == UnboundOp::kRemove) return true;
+      item.unbound_state = item.unbound == UnboundOp::kError ? 2 : 1;
+      item.value = XValue();  // the borrow goes back now, while its owner can still run it
+      return false;
+    });
+    for (const QueueItem& item : removed) {
+      if (item.sender_rec) item.sender_rec->queued.fetch_sub(1);
+    }
+    // `removed` is destroyed here: their borrows go back too.
+  }
+}
+
+void QueueRegistry::shutdown() {
+  for (const std::shared_ptr<XQueue>& q : all()) q->items.close();
+}
+
+}  // namespace xinterp::python

@@ -1,0 +1,303 @@
+"""Cross-interpreter queues (PEP 734 API): round trips, blocking and timeouts, sharing queues,
+unbound items, bad input."""
+
+import math
+import queue as stdlib_queue
+import threading
+import time
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import xinterp
+from xinterp import queues
+from conftest import eventually, interp_stats
+from shared_helpers import evaluate
+
+
+@pytest.fixture
+def q():
+    return xinterp.create_queue()
+
+
+def test_api_surface(q):
+    assert isinstance(q, xinterp.Queue)
+    assert q.maxsize == 0 and q.qsize() == 0 and q.empty() and not q.full()
+    assert q.unbounditems is queues.UNBOUND
+    assert q in queues.list_all()
+    assert xinterp.Queue(q.id) is q
+    assert q == xinterp.Queue(q.id) and hash(q) == hash(q.id)
+    assert repr(q) == f'Queue({q.id})'
+    assert issubclass(xinterp.QueueEmpty, stdlib_queue.Empty)
+    assert issubclass(xinterp.QueueFull, stdlib_queue.Full)
+    assert issubclass(xinterp.QueueError, xinterp.InterpreterError)
+
+
+def test_fifo_and_types_within_one_interpreter(q):
+    items = [None, True, 7, 2**80, 1.5, 'text', b'bytes', (1, ('x', None)), [1, 2], {'k': 'v'}]
+    for item in items:
+        q.put(item)
+    assert q.qsize() == len(items)
+    out = [q.get() for _ in items]
+    assert out == items
+    assert [type(x) for x in out] == [type(x) for x in items]
+
+
+def test_mutable_values_are_copies(q):
+    data = [1, 2]
+    q.put(data)
+    data.append(3)
+    assert q.get() == [1, 2]
+
+
+def test_put_in_one_interpreter_get_in_another(interp, q):
+    interp.prepare_main(q=q)  # the receiver has imported nothing yet
+    interp.exec('q.put(("from sub", 42))')
+    assert q.get() == ('from sub', 42)
+    q.put({'back': [1]})
+    interp.exec('got = q.get()')
+    assert interp.call(evaluate, 'got') == {'back': [1]}
+
+
+def test_queue_travels_inside_queue_and_call(interp, q):
+    inner = xinterp.create_queue()
+    q.put(inner)
+    got = q.get()
+    assert got is inner
+    interp.prepare_main(q=q)
+    q.put(inner)
+    interp.exec('inner = q.get(); inner.put("via inner")')
+    assert inner.get() == 'via inner'
+    # A queue whose only reference is in transit stays alive.
+    transient = xinterp.create_queue()
+    transient.put('kept')
+    q.put(transient)
+    tid = transient.id
+    del transient, got
+    interp.exec('t = q.get()')
+    assert interp.call(evaluate, 't.get()') == 'kept'
+    assert interp.call(evaluate, 't.id') == tid
+
+
+def test_interpreter_objects_are_shareable(interp, q):
+    assert xinterp.is_shareable(interp)
+    assert xinterp.is_shareable(q)
+    q.put(interp)
+    assert q.get() is interp
+
+
+def test_get_nowait_and_put_nowait():
+    q = xinterp.create_queue(maxsize=2)
+    with pytest.raises(xinterp.QueueEmpty):
+        q.get_nowait()
+    q.put_nowait(1)
+    q.put_nowait(2)
+    assert q.full()
+    with pytest.raises(xinterp.QueueFull):
+        q.put_nowait(3)
+    with pytest.raises(xinterp.QueueFull):
+        q.put(3, block=False)
+    assert q.get_nowait() == 1
+
+
+@pytest.mark.parametrize('timeout', [0.0, 0.015, 0.05])
+def test_get_timeout_is_honoured(q, timeout):
+    t0 = time.monotonic()
+    with pytest.raises(xinterp.QueueEmpty):
+        q.get(timeout=timeout)
+    assert time.monotonic() - t0 >= timeout
+
+
+def test_put_timeout_is_honoured():
+    q = xinterp.create_queue(maxsize=1)
+    q.put(1)
+    t0 = time.monotonic()
+    with pytest.raises(xinterp.QueueFull):
+        q.put(2, timeout=0.025)
+    assert time.monotonic() - t0 >= 0.025
+
+
+def test_blocking_get_wakes_on_put_from_another_interpreter(interp, q):
+    interp.prepare_main(q=q)
+    got = []
+    t = threading.Thread(target=lambda: got.append(q.get(timeout=10)))
+    t.start()
+    time.sleep(0.05)  # parked by now
+    interp.exec('q.put("wake up")')
+    t.join()
+    assert got == ['wake up']
+
+
+def test_blocking_put_wakes_on_get(interp):
+    q = xinterp.create_queue(maxsize=1)
+    q.put('first')
+    interp.prepare_main(q=q)
+    t = interp.call_in_thread(evaluate, 'q.put("second", timeout=10)')
+    time.sleep(0.05)
+    assert q.get() == 'first'
+    t.join()
+    assert q.get(timeout=5) == 'second'
+
+
+def test_blocking_get_releases_the_gil(q):
+    ticks = 0
+    stop = threading.Event()
+
+    def ticker():
+        nonlocal ticks
+        while not stop.is_set():
+            ticks += 1
+            time.sleep(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    with pytest.raises(xinterp.QueueEmpty):
+        q.get(timeout=0.2)
+    stop.set()
+    t.join()
+    assert ticks > 20
+
+
+def test_ping_pong_between_interpreters(interp):
+    ping, pong = xinterp.create_queue(), xinterp.create_queue()
+    interp.prepare_main(ping=ping, pong=pong)
+    t = interp.call_in_thread(evaluate, '[pong.put(ping.get() + 1) for _ in range(1000)]')
+    n = 0
+    for _ in range(1000):
+        ping.put(n)
+        n = pong.get(timeout=10)
+    t.join()
+    assert n == 1000
+
+
+def test_many_threads_and_interpreters_lose_nothing(q):
+    senders = [xinterp.create() for _ in range(3)]
+    try:
+        for k, s in enumerate(senders):
+            s.prepare_main(q=q, k=k)
+        threads = [s.call_in_thread(evaluate, '[q.put((k, i)) for i in range(2000)]')
+                   for s in senders]
+        got = [q.get(timeout=10) for _ in range(3 * 2000)]
+        for t in threads:
+            t.join()
+        assert sorted(got) == sorted((k, i) for k in range(3) for i in range(2000))
+        # FIFO per producer.
+        for k in range(3):
+            seq = [i for kk, i in got if kk == k]
+            assert seq == sorted(seq)
+    finally:
+        for s in senders:
+            s.close()
+
+
+def test_self_contained_items_survive_their_sender(q):
+    s = xinterp.create()
+    s.prepare_main(q=q)
+    s.exec('q.put((1, "a", b"b", 2.5, None)); q.put([1, {"x": 2}])')
+    assert interp_stats(s)['queued'] == 2
+    s.close()
+    assert q.get() == (1, 'a', b'b', 2.5, None)
+    assert q.get() == [1, {'x': 2}]
+
+
+@pytest.mark.parametrize('policy', [queues.UNBOUND, queues.UNBOUND_ERROR, queues.UNBOUND_REMOVE])
+def test_unbound_policies_for_lent_buffers(policy):
+    q = xinterp.create_queue(unbounditems=policy)
+    s = xinterp.create()
+    s.prepare_main(q=q)
+    s.exec('q.put(bytearray(b"lent")); q.put("plain")')
+    assert interp_stats(s)['borrows'] == 1
+    s.close()
+    if policy is queues.UNBOUND_REMOVE:
+        assert q.qsize() == 1
+    elif policy is queues.UNBOUND_ERROR:
+        with pytest.raises(queues.ItemInterpreterDestroyed):
+            q.get_nowait()
+    else:
+        assert q.get_nowait() is queues.UNBOUND
+    assert q.get_nowait() == 'plain'
+    closed = xinterp.runtime_stats()['closed_interpreters']
+    assert closed['backlog'] == 0
+
+
+def test_per_put_unbound_policy_overrides_default():
+    q = xinterp.create_queue()
+    s = xinterp.create()
+    s.prepare_main(q=q, REMOVE=None)
+    s.exec('from xinterp import queues\n'
+           'q.put(bytearray(b"a"), unbounditems=queues.UNBOUND_REMOVE)\n'
+           'q.put(bytearray(b"b"))\n')
+    s.close()
+    assert q.qsize() == 1 and q.get() is queues.UNBOUND
+
+
+def test_destroying_a_queue_releases_its_buffers():
+    s = xinterp.create()
+    try:
+        s.exec('import xinterp\nq = xinterp.create_queue()\n'
+               'for _ in range(5): q.put(bytearray(100))\n')
+        assert interp_stats(s)['borrows'] == 5
+        s.exec('del q\nimport gc; gc.collect()')
+        assert eventually(lambda: interp_stats(s)['borrows'] == 0)
+        assert interp_stats(s)['queued'] == 0
+    finally:
+        s.close()
+
+
+def test_bad_input(q):
+    with pytest.raises(ValueError):
+        xinterp.create_queue(-1)
+    with pytest.raises(TypeError):
+        xinterp.create_queue('3')
+    with pytest.raises(ValueError):
+        xinterp.create_queue(unbounditems='nope')
+    with pytest.raises(ValueError, match='non-negative'):
+        q.get(timeout=-1)
+    with pytest.raises(ValueError, match='non-negative'):
+        q.put(1, timeout=-0.5)
+    with pytest.raises(ValueError):
+        q.get(timeout=math.nan)
+    with pytest.raises(TypeError):
+        q.get(timeout='soon')
+    with pytest.raises(ValueError):
+        q.put(1, unbounditems=42)
+    with pytest.raises(xinterp.NotShareableError):
+        q.put(threading.Lock())
+    assert q.empty()  # nothing half-put
+    with pytest.raises(TypeError):
+        xinterp.Queue('1')
+    with pytest.raises(queues.QueueNotFoundError):
+        xinterp.Queue(10**9)
+
+
+shareable = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    | st.binary(),
+    lambda children: st.lists(children, max_size=4).map(tuple),
+    max_leaves=20)
+
+
+@pytest.fixture(scope='module')
+def echo():
+    """An interpreter echoing everything from `inbox` to `outbox`."""
+    i = xinterp.create()
+    inbox, outbox = xinterp.create_queue(), xinterp.create_queue()
+    i.prepare_main(inbox=inbox, outbox=outbox)
+    t = i.call_in_thread(evaluate, '[outbox.put(x) for x in iter(inbox.get, "STOP")]')
+    yield inbox, outbox
+    inbox.put('STOP')
+    t.join()
+    i.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(shareable, st.lists(shareable, max_size=3),
+                 st.dictionaries(st.text(max_size=3), shareable, max_size=3)))
+def test_round_trip_through_another_interpreter(echo, value):
+    inbox, outbox = echo
+    if value == 'STOP':
+        return
+    inbox.put(value)
+    back = outbox.get(timeout=10)
+    assert back == value
+    assert repr(back) == repr(value)
