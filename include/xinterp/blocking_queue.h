@@ -8,7 +8,8 @@
 //     kClosed.
 //   - close(): every waiter returns kClosed, and so does every later put or get; the items
 //     still queued stay for take_all().
-//   - take_all(), remove_if(pred): take items out (to destroy them outside the lock).
+//   - take_all(), remove_if(pred): take items out (to destroy them outside the lock);
+//     visit(fn): look at every item.
 //   - size(): one relaxed load; may be stale.
 //
 // Requirements: T is movable; its destructor may run on any thread that calls get, take_all or
@@ -100,6 +101,13 @@ class BlockingQueue {
     }
     if (maxsize_ != 0) not_full_.notify_all();
     return out;
+  }
+
+  // Calls look(item) on every item, in order, under the lock (for statistics).
+  template <class Look>
+  void visit(Look look) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const T& item : items_) look(item);
   }
 
   // Calls edit(item) on every item, in order, under the lock; items for which it returns true

@@ -115,17 +115,15 @@ class Queue:
             self = _known_queues.get(id)
             if self is not None:
                 return self
-            _xinterp.queue_bind(id)  # QueueNotFoundError if it is gone
+            handle = _xinterp.queue_handle(id)  # QueueNotFoundError if it is gone
             self = super().__new__(cls)
             self._id = id
+            self._handle = handle  # holds a reference to the queue; dropped with the object
+            self._put = handle.put
+            self._get = handle.get
+            self._info = handle.info
             _known_queues[id] = self
         return self
-
-    def __del__(self):
-        try:
-            _xinterp.queue_release(self._id)
-        except Exception:
-            pass
 
     def __repr__(self):
         return f'{type(self).__name__}({self.id})'
@@ -147,31 +145,31 @@ class Queue:
 
     @property
     def maxsize(self):
-        return _xinterp.queue_info(self._id)[1]
+        return self._info()[1]
 
     @property
     def unbounditems(self):
-        return _FLAG_NAMES[_xinterp.queue_info(self._id)[2]]
+        return _FLAG_NAMES[self._info()[2]]
 
     def empty(self):
         return self.qsize() == 0
 
     def full(self):
-        size, maxsize, _ = _xinterp.queue_info(self._id)
+        size, maxsize, _ = self._info()
         return maxsize > 0 and size >= maxsize
 
     def qsize(self):
-        return _xinterp.queue_info(self._id)[0]
+        return self._info()[0]
 
     def put(self, obj, block=True, timeout=None, *, unbounditems=None):
         """Add obj to the queue, waiting for room if it is full (up to timeout seconds).
 
         Raises QueueFull when no room came in time (or at once with block=False).
         """
-        timeout = _check_timeout(timeout)
-        flag = (_xinterp.queue_info(self._id)[2] if unbounditems is None
-                else _unbound_flag(unbounditems))
-        _xinterp.queue_put(self._id, obj, block, timeout, flag)
+        if timeout is not None:
+            timeout = _check_timeout(timeout)
+        self._put(obj, block, timeout,
+                  None if unbounditems is None else _unbound_flag(unbounditems))
 
     def put_nowait(self, obj, *, unbounditems=None):
         return self.put(obj, block=False, unbounditems=unbounditems)
@@ -181,8 +179,9 @@ class Queue:
 
         Raises QueueEmpty when none came in time (or at once with block=False).
         """
-        timeout = _check_timeout(timeout)
-        obj, unbound = _xinterp.queue_get(self._id, block, timeout)
+        if timeout is not None:
+            timeout = _check_timeout(timeout)
+        obj, unbound = self._get(block, timeout)
         if unbound:
             if unbound == 2:
                 raise ItemInterpreterDestroyed(

@@ -57,8 +57,7 @@ struct InterpRecord {
   std::atomic<int64_t> borrows{0};
   std::mutex borrow_mu;
   std::unordered_set<BufferBorrow*> borrowed;  // under borrow_mu
-  // Items this interpreter put in queues that are still there.
-  std::atomic<int64_t> queued{0};
+
 
   // Under the engine mutex.
   bool closing = false;

@@ -22,11 +22,14 @@
 namespace xinterp::python {
 namespace {
 
+extern PyModuleDef kModule;
+
 struct ModuleState {
   PyObject* interpreter_error;
   PyObject* not_found_error;
   PyObject* not_shareable_error;
   PyObject* shared_buffer_type;
+  PyObject* queue_handle_type;
   // Set by xinterp.queues at import (Python classes): QueueError, QueueNotFoundError,
   // QueueEmpty, QueueFull.
   PyObject* queue_error;
@@ -315,7 +318,9 @@ PyObject* mod_stats(PyObject*, PyObject*) {
     PyObject* key = PyLong_FromLongLong(rec->py_id);
     int r = (d && key) ? fill_owner_stats(d, rec->owner->stats()) : -1;
     if (r == 0) r = set_u64(d, "borrows", static_cast<uint64_t>(rec->borrows.load()));
-    if (r == 0) r = set_u64(d, "queued", static_cast<uint64_t>(rec->queued.load()));
+    if (r == 0) {
+      r = set_u64(d, "queued", static_cast<uint64_t>(QueueRegistry::get().queued_by(rec->py_id)));
+    }
     if (r == 0) r = set_u64(d, "wakes_coalesced", rec->wakes_coalesced.load());
     if (r == 0) r = set_u64(d, "wakes_refused", rec->wakes_refused.load());
     if (r == 0) r = set_u64(d, "cpython_calls_added", rec->cpython_calls_added.load());
@@ -366,15 +371,6 @@ PyObject* queue_exc(PyObject* module, PyObject* ModuleState::*which, PyObject* f
   return t != nullptr ? t : fallback;
 }
 
-std::shared_ptr<XQueue> find_queue(PyObject* module, int64_t id) {
-  auto q = QueueRegistry::get().find(id);
-  if (q == nullptr) {
-    PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
-                 "queue %lld not found", static_cast<long long>(id));
-  }
-  return q;
-}
-
 bool parse_unbound(PyObject* arg, UnboundOp* out) {
   long v = PyLong_AsLong(arg);
   if (v == -1 && PyErr_Occurred()) return false;
@@ -397,17 +393,6 @@ PyObject* mod_queue_create(PyObject*, PyObject* args) {
   UnboundOp unbound;
   if (!parse_unbound(unbound_obj, &unbound)) return nullptr;
   return PyLong_FromLongLong(QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound));
-}
-
-PyObject* mod_queue_bind(PyObject* module, PyObject* arg) {
-  int64_t id;
-  if (!parse_id(arg, &id)) return nullptr;
-  if (!QueueRegistry::get().bind(id)) {
-    PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
-                 "queue %lld not found", static_cast<long long>(id));
-    return nullptr;
-  }
-  Py_RETURN_NONE;
 }
 
 PyObject* mod_queue_release(PyObject*, PyObject* arg) {
@@ -457,93 +442,169 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
   }
 }
 
-// queue_put(id, obj, block, timeout, unbound)
-PyObject* mod_queue_put(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 5) {
-    PyErr_SetString(PyExc_TypeError, "queue_put(id, obj, block, timeout, unbound)");
-    return nullptr;
-  }
-  int64_t id;
-  if (!parse_id(args[0], &id)) return nullptr;
-  const int block = PyObject_IsTrue(args[2]);
-  if (block < 0) return nullptr;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(args[3], &timeout)) return nullptr;
-  UnboundOp unbound;
-  if (!parse_unbound(args[4], &unbound)) return nullptr;
-  auto q = find_queue(module, id);
-  if (q == nullptr) return nullptr;
-  ModuleState* st = state_of(module);
-  QueueItem item;
-  Status s = encode(args[1], Fallback::kFull, &item.value);
-  if (!s.ok()) return raise(module, s);
-  item.sender_rec = *st->self;
-  item.sender = item.sender_rec->py_id;
-  item.unbound = unbound;
-  item.sender_rec->queued.fetch_add(1, std::memory_order_relaxed);
-  QueueStatus qs = q->items.put(std::move(item), std::chrono::nanoseconds::zero());
-  bool interrupted = false;
-  if (qs == QueueStatus::kFull && block) {
-    // `item` was not consumed by the refused put (BlockingQueue moves only on success).
-    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
-      return q->items.put(std::move(item), t);
-    }, timeout, &interrupted);
-  }
-  if (qs == QueueStatus::kOk) Py_RETURN_NONE;
-  st->self->get()->queued.fetch_sub(1, std::memory_order_relaxed);
-  if (interrupted) return nullptr;
-  if (qs == QueueStatus::kFull || qs == QueueStatus::kTimeout) {
-    PyErr_Format(queue_exc(module, &ModuleState::queue_full, PyExc_RuntimeError),
-                 "queue %lld is full", static_cast<long long>(id));
-    return nullptr;
-  }
-  return queue_status_error(module, qs, id);
-}
+// --- _QueueHandle: a Python object holding one reference to a queue ---------------------------
+// xinterp.queues.Queue keeps one; its methods go straight to the queue (no registry lookup on
+// the hot path). Dropping the handle releases the queue reference.
 
-// queue_get(id, block, timeout) -> (obj, unbound_state)
-PyObject* mod_queue_get(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 3) {
-    PyErr_SetString(PyExc_TypeError, "queue_get(id, block, timeout)");
+struct QueueHandle {
+  PyObject_HEAD
+  std::shared_ptr<XQueue>* queue;
+};
+
+PyObject* handle_module(PyObject* self) { return PyType_GetModuleByDef(Py_TYPE(self), &kModule); }
+
+XQueue& handle_queue(PyObject* self) { return **reinterpret_cast<QueueHandle*>(self)->queue; }
+
+// put(obj, block, timeout, unbound): unbound 0 = the queue's default.
+PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 4) {
+    PyErr_SetString(PyExc_TypeError, "put(obj, block, timeout, unbound)");
     return nullptr;
   }
-  int64_t id;
-  if (!parse_id(args[0], &id)) return nullptr;
+  PyObject* module = handle_module(self);
+  if (module == nullptr) return nullptr;
+  XQueue& q = handle_queue(self);
   const int block = PyObject_IsTrue(args[1]);
   if (block < 0) return nullptr;
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_timeout(args[2], &timeout)) return nullptr;
-  auto q = find_queue(module, id);
-  if (q == nullptr) return nullptr;
+  UnboundOp unbound = q.unbound;
+  if (args[3] != Py_None && !(PyLong_Check(args[3]) && PyLong_AsLong(args[3]) == 0) &&
+      !parse_unbound(args[3], &unbound)) {
+    return nullptr;
+  }
+  ModuleState* st = state_of(module);
   QueueItem item;
-  QueueStatus qs = q->items.get(&item, std::chrono::nanoseconds::zero());
+  Status s = encode(args[0], Fallback::kFull, &item.value);
+  if (!s.ok()) return raise(module, s);
+  item.sender = (*st->self)->py_id;
+  item.unbound = unbound;
+  QueueStatus qs = q.items.put(std::move(item), std::chrono::nanoseconds::zero());
+  bool interrupted = false;
+  if (qs == QueueStatus::kFull && block) {
+    // A refused put leaves `item` in place (BlockingQueue moves only on success).
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
+      return q.items.put(std::move(item), t);
+    }, timeout, &interrupted);
+  }
+  if (qs == QueueStatus::kOk) Py_RETURN_NONE;
+  if (interrupted) return nullptr;
+  if (qs == QueueStatus::kFull || qs == QueueStatus::kTimeout) {
+    PyErr_Format(queue_exc(module, &ModuleState::queue_full, PyExc_RuntimeError),
+                 "queue %lld is full", static_cast<long long>(q.id));
+    return nullptr;
+  }
+  return queue_status_error(module, qs, q.id);
+}
+
+// get(block, timeout) -> (obj, unbound_state)
+PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "get(block, timeout)");
+    return nullptr;
+  }
+  PyObject* module = handle_module(self);
+  if (module == nullptr) return nullptr;
+  XQueue& q = handle_queue(self);
+  const int block = PyObject_IsTrue(args[0]);
+  if (block < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(args[1], &timeout)) return nullptr;
+  QueueItem item;
+  QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
   bool interrupted = false;
   if (qs == QueueStatus::kEmpty && block) {
-    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q->items.get(&item, t); },
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q.items.get(&item, t); },
                   timeout, &interrupted);
   }
   if (qs != QueueStatus::kOk) {
     if (interrupted) return nullptr;
     if (qs == QueueStatus::kEmpty || qs == QueueStatus::kTimeout) {
       PyErr_Format(queue_exc(module, &ModuleState::queue_empty, PyExc_RuntimeError),
-                   "queue %lld is empty", static_cast<long long>(id));
+                   "queue %lld is empty", static_cast<long long>(q.id));
       return nullptr;
     }
-    return queue_status_error(module, qs, id);
+    return queue_status_error(module, qs, q.id);
   }
-  if (item.sender_rec) item.sender_rec->queued.fetch_sub(1, std::memory_order_relaxed);
   if (item.unbound_state != 0) return Py_BuildValue("(Oi)", Py_None, item.unbound_state);
   PyObject* obj = decode(item.value);
   if (obj == nullptr) return nullptr;
   return Py_BuildValue("(Ni)", obj, 0);
 }
 
-PyObject* mod_queue_info(PyObject* module, PyObject* arg) {
+// info() -> (size, maxsize, unbound)
+PyObject* handle_info(PyObject* self, PyObject*) {
+  XQueue& q = handle_queue(self);
+  return Py_BuildValue("(nni)", static_cast<Py_ssize_t>(q.items.size()),
+                       static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound));
+}
+
+PyObject* handle_id(PyObject* self, void*) { return PyLong_FromLongLong(handle_queue(self).id); }
+
+void handle_dealloc(PyObject* self) {
+  auto* h = reinterpret_cast<QueueHandle*>(self);
+  PyTypeObject* type = Py_TYPE(self);
+  if (h->queue != nullptr) {
+    const int64_t id = (*h->queue)->id;
+    delete h->queue;
+    h->queue = nullptr;
+    QueueRegistry::get().release(id);
+  }
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyMethodDef kHandleMethods[] = {
+    {"put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_put)),
+     METH_FASTCALL, "put(obj, block, timeout, unbound)"},
+    {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_get)),
+     METH_FASTCALL, "get(block, timeout) -> (obj, unbound_state)"},
+    {"info", handle_info, METH_NOARGS, "info() -> (size, maxsize, unbound)"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef kHandleGetSet[] = {
+    {"id", handle_id, nullptr, "queue id", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot kHandleSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(handle_dealloc)},
+    {Py_tp_methods, kHandleMethods},
+    {Py_tp_getset, kHandleGetSet},
+    {0, nullptr},
+};
+
+PyType_Spec kHandleSpec = {
+    "xinterp._xinterp._QueueHandle",
+    sizeof(QueueHandle),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    kHandleSlots,
+};
+
+// queue_handle(id) -> a handle holding one reference to the queue.
+PyObject* mod_queue_handle(PyObject* module, PyObject* arg) {
   int64_t id;
   if (!parse_id(arg, &id)) return nullptr;
-  auto q = find_queue(module, id);
-  if (q == nullptr) return nullptr;
-  return Py_BuildValue("(nni)", static_cast<Py_ssize_t>(q->items.size()),
-                       static_cast<Py_ssize_t>(q->items.maxsize()), static_cast<int>(q->unbound));
+  if (!QueueRegistry::get().bind(id)) {
+    PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
+                 "queue %lld not found", static_cast<long long>(id));
+    return nullptr;
+  }
+  std::shared_ptr<XQueue> q = QueueRegistry::get().find(id);
+  auto* type = reinterpret_cast<PyTypeObject*>(state_of(module)->queue_handle_type);
+  PyObject* h = q ? type->tp_alloc(type, 0) : nullptr;
+  if (h == nullptr) {
+    QueueRegistry::get().release(id);
+    if (!PyErr_Occurred()) {
+      PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
+                   "queue %lld not found", static_cast<long long>(id));
+    }
+    return nullptr;
+  }
+  reinterpret_cast<QueueHandle*>(h)->queue = new std::shared_ptr<XQueue>(std::move(q));
+  return h;
 }
 
 PyObject* mod_queue_list_all(PyObject*, PyObject*) {
@@ -642,13 +703,8 @@ PyMethodDef kMethods[] = {
     {"stats", mod_stats, METH_NOARGS, "stats() -> {interpreter id: {counter: int}}"},
     {"runtime_stats", mod_runtime_stats, METH_NOARGS, "runtime_stats() -> dict of totals"},
     {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},
-    {"queue_bind", mod_queue_bind, METH_O, "queue_bind(id): one more reference"},
-    {"queue_release", mod_queue_release, METH_O, "queue_release(id): one less"},
-    {"queue_put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_queue_put)),
-     METH_FASTCALL, "queue_put(id, obj, block, timeout, unbound)"},
-    {"queue_get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_queue_get)),
-     METH_FASTCALL, "queue_get(id, block, timeout) -> (obj, unbound_state)"},
-    {"queue_info", mod_queue_info, METH_O, "queue_info(id) -> (size, maxsize, unbound)"},
+    {"queue_release", mod_queue_release, METH_O, "queue_release(id): drop one reference"},
+    {"queue_handle", mod_queue_handle, METH_O, "queue_handle(id) -> a handle with one reference"},
     {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},
     {"_set_queue_exceptions", mod_set_queue_exceptions, METH_VARARGS, "internal"},
     {"_shutdown", mod_shutdown, METH_NOARGS, "close every interpreter xinterp created"},
@@ -690,6 +746,8 @@ int module_exec(PyObject* module) {
       PyModule_AddObjectRef(module, "_SharedBuffer", st->shared_buffer_type) < 0) {
     return -1;
   }
+  st->queue_handle_type = PyType_FromModuleAndSpec(module, &kHandleSpec, nullptr);
+  if (st->queue_handle_type == nullptr) return -1;
   Status s;
   std::shared_ptr<InterpRecord> rec = PythonEngine::get().register_current(&s);
   if (rec == nullptr) {
@@ -706,6 +764,7 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   Py_VISIT(st->not_found_error);
   Py_VISIT(st->not_shareable_error);
   Py_VISIT(st->shared_buffer_type);
+  Py_VISIT(st->queue_handle_type);
   Py_VISIT(st->queue_error);
   Py_VISIT(st->queue_not_found);
   Py_VISIT(st->queue_empty);
@@ -719,6 +778,7 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->not_found_error);
   Py_CLEAR(st->not_shareable_error);
   Py_CLEAR(st->shared_buffer_type);
+  Py_CLEAR(st->queue_handle_type);
   Py_CLEAR(st->queue_error);
   Py_CLEAR(st->queue_not_found);
   Py_CLEAR(st->queue_empty);

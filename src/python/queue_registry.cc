@@ -48,9 +48,6 @@ void QueueRegistry::release(int64_t id) {
   }
   dead->items.close();
   std::deque<QueueItem> rest = dead->items.take_all();
-  for (const QueueItem& item : rest) {
-    if (item.sender_rec) item.sender_rec->queued.fetch_sub(1);
-  }
   // `rest` is destroyed here, outside every lock: borrows go back to their owners.
 }
 
@@ -72,11 +69,16 @@ void QueueRegistry::sender_closed(int64_t sender) {
       item.value = XValue();  // the borrow goes back now, while its owner can still run it
       return false;
     });
-    for (const QueueItem& item : removed) {
-      if (item.sender_rec) item.sender_rec->queued.fetch_sub(1);
-    }
-    // `removed` is destroyed here: their borrows go back too.
+    (void)removed;  // destroyed here: their borrows go back too
   }
+}
+
+int64_t QueueRegistry::queued_by(int64_t sender) {
+  int64_t n = 0;
+  for (const std::shared_ptr<XQueue>& q : all()) {
+    q->items.visit([&](const QueueItem& item) { n += item.sender == sender ? 1 : 0; });
+  }
+  return n;
 }
 
 void QueueRegistry::shutdown() {

@@ -35,12 +35,9 @@ struct QueueRef {
 
 enum class UnboundOp : uint8_t { kReplace = 1, kError = 2, kRemove = 3 };
 
-struct InterpRecord;
-
 struct QueueItem {
   XValue value;
   int64_t sender = -1;       // interpreter id
-  std::shared_ptr<InterpRecord> sender_rec;  // for its `queued` count
   UnboundOp unbound = UnboundOp::kReplace;
   uint8_t unbound_state = 0;  // 0: intact; 1: replaced by UNBOUND; 2: get() raises
 };
@@ -67,6 +64,8 @@ class QueueRegistry {
   void sender_closed(int64_t sender);
   // Process exit: every queue closes, so blocked put/get return with an error.
   void shutdown();
+  // Items sent by interpreter `sender` still in some queue (a scan: for stats, not hot paths).
+  int64_t queued_by(int64_t sender);
 
  private:
   std::mutex mu_;

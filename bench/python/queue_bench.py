@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""Queues and buffers between interpreters, side by side in one run: xinterp against CPython's
+own interpreter queues (3.13: test.support.interpreters.queues; 3.12 has none usable from
+Python) and multiprocessing.Queue.
+
+Cases (each repeated --runs times; median, min, stdev over runs; Mann-Whitney p vs xinterp):
+  small items main->sub     items/s, one producer (main) and one consumer (a sub-interpreter)
+  1 MiB items main->sub     items/s (bytes: copied by every implementation)
+  blocking round trip       p50 and p99 of a ping-pong between main and a sub, in µs
+  64 MiB / 1 GiB hand-over  put + get of a bytearray's buffer (zero-copy), µs
+  releases to idle owner    10^6 lent buffers received and dropped in main while their owner
+                            runs no code: time until all are released in the owner, and lost
+
+usage: queue_bench.py [--runs N] [--quick] [--json PATH] [--markdown]
+"""
+import argparse
+import json
+import multiprocessing
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from stats import mann_whitney_p, summary  # noqa: E402
+
+import xinterp  # noqa: E402
+
+
+def progress(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+class XinterpImpl:
+    name = 'xinterp'
+
+    def create(self):
+        return xinterp.create()
+
+    def queue(self):
+        return xinterp.create_queue()
+
+    def start(self, interp, source):
+        """Runs source in interp on a new thread; returns the thread."""
+        t = threading.Thread(target=interp.exec, args=(source,))
+        t.start()
+        return t
+
+
+class CPythonImpl:
+    name = 'CPython 3.13 queues'
+
+    def __init__(self):
+        from test.support import interpreters
+        from test.support.interpreters import queues
+        self.interpreters, self.queues = interpreters, queues
+
+    def create(self):
+        interp = self.interpreters.create()
+        # 3.13 can only receive a Queue once its queue module is imported there.
+        interp.exec('from test.support.interpreters import queues')
+        return interp
+
+    def queue(self):
+        # syncobj=True: share shareable items (ints, bytes, memoryviews) natively instead of
+        # pickling them, CPython's fastest mode.
+        return self.queues.create(syncobj=True)
+
+    def start(self, interp, source):
+        t = threading.Thread(target=interp.exec, args=(source,))
+        t.start()
+        return t
+
+
+def impls():
+    out = [XinterpImpl()]
+    if sys.version_info >= (3, 13):
+        try:
+            out.append(CPythonImpl())
+        except ImportError:
+            pass
+    return out
+
+
+CONSUME = 'for _ in range(n): q.get()\ndone.put(1)\n'
+ECHO = 'for _ in range(n): pong.put(ping.get())\n'
+
+
+def throughput(impl, item, n):
+    interp = impl.create()
+    q, done = impl.queue(), impl.queue()
+    interp.prepare_main(q=q, done=done, n=n)
+    t0 = time.perf_counter()
+    t = impl.start(interp, CONSUME)
+    for _ in range(n):
+        q.put(item)
+    done.get()
+    elapsed = time.perf_counter() - t0
+    t.join()
+    interp.close()
+    return n / elapsed
+
+
+def mp_consumer(q, done, n):
+    for _ in range(n):
+        q.get()
+    done.put(1)
+
+
+def mp_throughput(item, n):
+    ctx = multiprocessing.get_context('spawn')
+    q, done = ctx.Queue(), ctx.Queue()
+    p = ctx.Process(target=mp_consumer, args=(q, done, n))
+    p.start()
+    q.put(item)  # the consumer is up once it took the first
+    t0 = time.perf_counter()
+    for _ in range(n - 1):
+        q.put(item)
+    done.get()
+    elapsed = time.perf_counter() - t0
+    p.join()
+    return (n - 1) / elapsed
+
+
+def round_trips(impl, n):
+    interp = impl.create()
+    ping, pong = impl.queue(), impl.queue()
+    interp.prepare_main(ping=ping, pong=pong, n=n)
+    t = impl.start(interp, ECHO)
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        ping.put(i)
+        pong.get()
+        lat.append((time.perf_counter_ns() - t0) / 1000)
+    t.join()
+    interp.close()
+    lat = lat[n // 10:]  # warm-up
+    lat.sort()
+    return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
+
+
+def handover(impl, size, n):
+    buf = bytearray(size)
+    q = impl.queue()
+    item = buf if impl.name == 'xinterp' else memoryview(buf)  # CPython shares memoryviews
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        q.put(item)
+        v = q.get()
+        samples.append((time.perf_counter_ns() - t0) / 1000)
+        del v
+    return statistics.median(samples)
+
+
+def idle_releases(n):
+    owner = xinterp.create()
+    q = xinterp.create_queue()
+    owner.prepare_main(q=q, n=n)
+    owner.exec('b = bytearray(64)\nfor _ in range(n): q.put(b)\n')
+    t0 = time.perf_counter()
+    for _ in range(n):
+        q.get_nowait().release()
+    while xinterp.stats()[owner.id]['borrows']:
+        time.sleep(0.0005)
+    elapsed = time.perf_counter() - t0
+    s = xinterp.stats()[owner.id]
+    lost = s['posted'] - (s['run_inline'] + s['run_by_owner'] + s['run_by_housekeeper']
+                          + s['run_raw'])
+    owner.close()
+    return elapsed, lost, s['run_by_housekeeper']
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=10)
+    ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--json', type=Path)
+    ap.add_argument('--markdown', action='store_true')
+    args = ap.parse_args()
+    runs = 3 if args.quick else args.runs
+    scale = 0.05 if args.quick else 1.0
+    n_small, n_big, n_rt = int(200_000 * scale), int(2_000 * scale), int(20_000 * scale)
+    n_release = int(1_000_000 * scale)
+    results = []  # (case, impl, unit, samples, higher_is_better)
+
+    def run(case, impl_name, unit, fn, better_high):
+        progress(f'  {case}: {impl_name} ({runs} runs)')
+        samples = [fn() for _ in range(runs)]
+        results.append({'case': case, 'impl': impl_name, 'unit': unit, 'samples': samples,
+                        'higher_is_better': better_high})
+
+    progress(f'Python {sys.version.split()[0]}')
+    for impl in impls():
+        run('small items main->sub', impl.name, 'M items/s',
+            lambda: throughput(impl, 7, n_small) / 1e6, True)
+    run('small items main->sub', 'multiprocessing.Queue', 'M items/s',
+        lambda: mp_throughput(7, n_small // 4) / 1e6, True)
+    mib = b'x' * (1 << 20)
+    for impl in impls():
+        run('1 MiB items main->sub', impl.name, 'items/s',
+            lambda: throughput(impl, mib, n_big), True)
+    run('1 MiB items main->sub', 'multiprocessing.Queue', 'items/s',
+        lambda: mp_throughput(mib, n_big // 4), True)
+    for impl in impls():
+        rts = []
+        run('blocking round trip p50', impl.name, 'µs',
+            lambda: rts.append(round_trips(impl, n_rt)) or rts[-1][0], False)
+        results.append({'case': 'blocking round trip p99', 'impl': impl.name, 'unit': 'µs',
+                        'samples': [p99 for _, p99 in rts], 'higher_is_better': False})
+    for size, label in ((64 << 20, '64 MiB'), (1 << 30, '1 GiB')):
+        for impl in impls():
+            run(f'{label} hand-over (put+get)', impl.name, 'µs',
+                lambda: handover(impl, size, 20), False)
+    rel = []
+    run(f'{n_release} releases to idle owner', 'xinterp', 's',
+        lambda: rel.append(idle_releases(n_release)) or rel[-1][0], False)
+    lost = sum(r[1] for r in rel)
+    by_hk = [r[2] for r in rel]
+
+    lines = []
+    if args.markdown:
+        lines += ['| case | implementation | median | min/best | stdev | xinterp vs it |',
+                  '|---|---|---|---|---|---|']
+    cases = {}
+    for r in results:
+        cases.setdefault(r['case'], []).append(r)
+    for case, rows in cases.items():
+        ours = next((r for r in rows if r['impl'] == 'xinterp'), None)
+        for r in rows:
+            med, mn, sd = summary(r['samples'])
+            best = max(r['samples']) if r['higher_is_better'] else mn
+            cmp = ''
+            if ours is not None and r is not ours:
+                om = summary(ours['samples'])[0]
+                ratio = om / med if r['higher_is_better'] else med / om
+                p = mann_whitney_p(ours['samples'], r['samples'])
+                cmp = (f'{ratio:.2f}x better' if ratio >= 1 else f'{1 / ratio:.2f}x worse') + \
+                    f', p={p:.1e}'
+            cells = [case, r['impl'], f'{med:.3g} {r["unit"]}', f'{best:.3g}', f'{sd:.2g}', cmp]
+            if args.markdown:
+                lines.append('| ' + ' | '.join(cells) + ' |')
+            else:
+                lines.append(f'{cells[0]:<30} {cells[1]:<24} {cells[2]:>14} {cells[3]:>10} '
+                             f'{cells[4]:>9}  {cells[5]}')
+    print('\n'.join(lines))
+    print(f'\nreleases to an idle owner: {lost} lost over {runs} x {n_release}; run by the '
+          f'housekeeper: {by_hk}')
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
+                                         'release_lost': lost}, indent=1))
+
+
+if __name__ == '__main__':
+    main()
