@@ -351,6 +351,9 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
   if (r == 0) r = set_u64(out, "unknown_interpreter_posts", reg.unknown_owner_posts);
   if (r == 0) r = set_u64(out, "unknown_interpreter_failed", reg.unknown_owner_failed);
   if (r == 0) r = set_u64(out, "stranded_at_exit", engine.stranded_at_exit());
+  if (r == 0) {
+    r = set_u64(out, "closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit());
+  }
   if (r == 0) r = set_u64(out, "queues", QueueRegistry::get().all().size());
   if (r < 0) {
     Py_XDECREF(out);

@@ -391,9 +391,8 @@ void PythonEngine::shutdown() {
     release.reattach();
   }
   // Close borrowers before lenders: an interpreter whose buffers others still hold waits until
-  // those have closed (their views are released as they end). What is left (running code, or
-  // lending to something that is not closing: the main interpreter) stays open, its core owner
-  // closed raw so that later releases never touch it; counted in stranded_at_exit.
+  // those have closed (their views are released as they end). Interpreters still running code
+  // stay open (stranded_at_exit).
   std::vector<std::shared_ptr<InterpRecord>> pending;
   for (const auto& rec : ours) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -420,13 +419,22 @@ void PythonEngine::shutdown() {
       }
     }
   }
+  // Lenders whose buffers are still viewed by something that is not closing (the main
+  // interpreter, or a borrower that runs on): closed anyway, as CPython's own finalization would
+  // end them next. Their outstanding releases then run raw, never touching the dead interpreter;
+  // a view still held sees freed memory only if read during finalization. Counted.
+  for (const auto& rec : pending) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++closed_with_borrows_at_exit_;
+    }
+    (void)close_locked_out(rec);
+  }
+  // Running ones cannot be ended: their core owners close raw, so later releases never touch
+  // them. (CPython's finalization then meets them: issue "Reliability".)
   for (const auto& rec : ours) {
     Owner& owner = *rec->owner;
     if (owner.state() != OwnerState::kAlive) continue;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (std::find(pending.begin(), pending.end(), rec) != pending.end()) ++stranded_at_exit_;
-    }
     owner.begin_close();
     CallerRelease release;
     owner.wait_until_unused();
@@ -455,6 +463,11 @@ void PythonEngine::shutdown() {
 uint64_t PythonEngine::stranded_at_exit() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stranded_at_exit_;
+}
+
+uint64_t PythonEngine::closed_with_borrows_at_exit() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return closed_with_borrows_at_exit_;
 }
 
 // --- Engine ---------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ class PythonEngine final : public Engine {
   bool is_shut_down() const;
   // Interpreters shutdown() left open because code still ran in them after the grace period.
   uint64_t stranded_at_exit() const;
+  // Interpreters shutdown() closed although some of their buffers were still viewed.
+  uint64_t closed_with_borrows_at_exit() const;
 
   // Engine.
   void wake(Owner& owner) noexcept override;
@@ -101,6 +103,7 @@ class PythonEngine final : public Engine {
   std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_;  // under mu_
   bool shut_down_ = false;                                            // under mu_
   uint64_t stranded_at_exit_ = 0;                                     // under mu_
+  uint64_t closed_with_borrows_at_exit_ = 0;                          // under mu_
 };
 
 }  // namespace xinterp::python

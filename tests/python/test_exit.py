@@ -14,6 +14,7 @@ def report():
     s = xinterp.runtime_stats()
     print("alive", s["interpreters_alive"], "backlog", s["closed_interpreters"]["backlog"],
           "stranded", s["stranded_at_exit"], flush=True)
+    print("closed_with_borrows", s["closed_with_borrows_at_exit"], flush=True)
 atexit.register(report)
 import xinterp
 from xinterp import _xinterp
@@ -100,3 +101,44 @@ t.join()
 '''))
     assert_clean(proc)
     assert 'listed True' in proc.stdout
+
+
+def test_exit_with_daemon_threads_blocked_in_queue_get_and_put():
+    proc = run_script(script('''
+q = xinterp.create_queue()
+full = xinterp.create_queue(maxsize=1)
+full.put("x")
+a = xinterp.create()
+a.prepare_main(q=q)
+threading.Thread(target=q.get, daemon=True).start()          # blocked in get, in main
+threading.Thread(target=full.put, args=("y",), daemon=True).start()  # blocked in put
+t = threading.Thread(target=a.exec, args=("q.get()",), daemon=True)  # blocked in a sub
+t.start()
+while not a.is_running():
+    time.sleep(0.001)
+time.sleep(0.05)
+print("exiting", flush=True)
+'''))
+    assert_clean(proc)
+    assert 'exiting' in proc.stdout
+
+
+def test_exit_with_lent_buffers_still_viewed():
+    proc = run_script(script('''
+q = xinterp.create_queue()
+a = xinterp.create()
+b = xinterp.create()
+a.prepare_main(q=q)
+b.prepare_main(q=q)
+a.exec("buf = bytearray(b'lent by a'); q.put(buf); q.put(buf)")
+b.exec("view = q.get()")          # b borrows from a: a must close after b
+kept = q.get()                    # main borrows from a too
+print("viewing", bytes(kept), flush=True)
+'''))
+    assert proc.returncode == 0, proc.stderr
+    assert 'Fatal Python error' not in proc.stderr
+    assert "viewing b'lent by a'" in proc.stdout
+    # b closes first (its view goes back to a); a is closed although main still holds its
+    # buffer (CPython would end it next anyway), counted; the release then runs raw.
+    assert 'stranded 0' in proc.stdout
+    assert 'closed_with_borrows 1' in proc.stdout
