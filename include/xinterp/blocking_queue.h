@@ -2,6 +2,10 @@
 // waits (a brief spin, then a condition-variable park on a futex) and honour timeouts to the
 // clock's resolution. CPython's interpreter queues poll with 10 ms sleeps instead.
 //
+// A two-lock linked queue (Michael & Scott): producers take only the tail lock and consumers
+// only the head lock, so a producer and a consumer on different cores do not contend; what
+// crosses between them is the node itself.
+//
 // Main operations:
 //   - put(item, timeout) / get(out, timeout): timeout nullopt = wait as long as needed, zero =
 //     do not wait. Results: kOk, kFull / kEmpty (would block with a zero timeout), kTimeout,
@@ -17,7 +21,9 @@
 // Threading: every method is thread-safe. Callers that hold an interpreter lock (a GIL) release
 // it around blocking calls themselves.
 // Memory ordering: everything a producer wrote before a successful put happens-before the
-// consumer's get of that item returns (the queue's mutex).
+// consumer's get of that item returns (the node's next pointer: release store, acquire load).
+// A parked consumer or producer is never missed: the waiter registers (seq_cst) before it looks
+// again, the other side publishes (seq_cst fence) before it looks for waiters.
 #pragma once
 
 #include <atomic>
@@ -29,6 +35,7 @@
 #include <optional>
 #include <thread>
 #include <utility>
+#include <vector>
 
 namespace xinterp {
 
@@ -40,52 +47,82 @@ class BlockingQueue {
   using Timeout = std::optional<std::chrono::nanoseconds>;
 
   // maxsize 0: unbounded.
-  explicit BlockingQueue(size_t maxsize = 0) : maxsize_(maxsize) {}
+  explicit BlockingQueue(size_t maxsize = 0) : maxsize_(maxsize) { head_ = tail_ = new Node(); }
+  ~BlockingQueue() {
+    for (Node* n = head_; n != nullptr;) {
+      Node* next = n->next.load(std::memory_order_relaxed);
+      delete n;
+      n = next;
+    }
+  }
   BlockingQueue(const BlockingQueue&) = delete;
   BlockingQueue& operator=(const BlockingQueue&) = delete;
 
   size_t maxsize() const noexcept { return maxsize_; }
-  size_t size() const noexcept { return size_.load(std::memory_order_relaxed); }
+  size_t size() const noexcept {
+    const uint64_t d = dequeued_.load(std::memory_order_acquire);
+    const uint64_t e = enqueued_.load(std::memory_order_acquire);
+    return e > d ? static_cast<size_t>(e - d) : 0;
+  }
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
 
   QueueStatus put(T&& item, Timeout timeout) {
-    if (maxsize_ != 0 && timeout != std::chrono::nanoseconds::zero()) {
-      spin_until([&] { return size() < maxsize_; });
-    }
-    std::unique_lock<std::mutex> lock(mu_);
+    if (closed()) return QueueStatus::kClosed;
     if (maxsize_ != 0) {
+      if (size() >= maxsize_ && timeout != std::chrono::nanoseconds::zero()) {
+        spin_until([&] { return size() < maxsize_; });
+      }
+      std::unique_lock<std::mutex> lock(tail_mu_);
       QueueStatus s = wait(lock, not_full_, put_waiters_, timeout, QueueStatus::kFull,
-                           [&] { return items_.size() < maxsize_; });
+                           [&] { return size() < maxsize_; });
       if (s != QueueStatus::kOk) return s;
-    } else if (closed_.load(std::memory_order_relaxed)) {
-      return QueueStatus::kClosed;
+      append(std::move(item));
+    } else {
+      std::lock_guard<std::mutex> lock(tail_mu_);
+      if (closed_.load(std::memory_order_relaxed)) return QueueStatus::kClosed;
+      append(std::move(item));
     }
-    items_.push_back(std::move(item));
-    size_.store(items_.size(), std::memory_order_relaxed);
-    const bool wake = get_waiters_ > 0;
-    lock.unlock();
-    if (wake) not_empty_.notify_one();
+    // Dekker with get(): we published the item, then look for a parked consumer; a consumer
+    // registers as a waiter, then looks for an item. One of us sees the other.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (get_waiters_.load(std::memory_order_relaxed) > 0) {
+      std::lock_guard<std::mutex> lock(head_mu_);
+      not_empty_.notify_one();
+    }
     return QueueStatus::kOk;
   }
 
   QueueStatus get(T* out, Timeout timeout) {
-    if (timeout != std::chrono::nanoseconds::zero()) spin_until([&] { return size() > 0; });
-    std::unique_lock<std::mutex> lock(mu_);
-    QueueStatus s = wait(lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
-                         [&] { return !items_.empty(); });
-    if (s != QueueStatus::kOk) return s;
-    *out = std::move(items_.front());
-    items_.pop_front();
-    size_.store(items_.size(), std::memory_order_relaxed);
-    const bool wake = put_waiters_ > 0;
-    lock.unlock();
-    if (wake) not_full_.notify_one();
+    if (timeout != std::chrono::nanoseconds::zero() && size() == 0) {
+      spin_until([&] { return size() > 0; });
+    }
+    Node* old;
+    {
+      std::unique_lock<std::mutex> lock(head_mu_);
+      QueueStatus s = wait(lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
+                           [&] { return head_->next.load(std::memory_order_acquire) != nullptr; });
+      if (s != QueueStatus::kOk) return s;
+      Node* next = head_->next.load(std::memory_order_acquire);
+      *out = std::move(next->value);
+      old = head_;
+      head_ = next;
+      dequeued_.fetch_add(1, std::memory_order_release);
+    }
+    delete old;
+    if (maxsize_ != 0) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
+      if (put_waiters_.load(std::memory_order_relaxed) > 0) {
+        std::lock_guard<std::mutex> lock(tail_mu_);
+        not_full_.notify_one();
+      }
+    }
     return QueueStatus::kOk;
   }
 
   void close() {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      std::lock_guard<std::mutex> h(head_mu_);
+      std::lock_guard<std::mutex> t(tail_mu_);
       closed_.store(true, std::memory_order_release);
     }
     not_empty_.notify_all();
@@ -93,48 +130,68 @@ class BlockingQueue {
   }
 
   std::deque<T> take_all() {
-    std::deque<T> out;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      out.swap(items_);
-      size_.store(0, std::memory_order_relaxed);
-    }
-    if (maxsize_ != 0) not_full_.notify_all();
-    return out;
+    return remove_if([](T&) { return true; });
   }
 
-  // Calls look(item) on every item, in order, under the lock (for statistics).
+  // Calls look(item) on every item, in order, under the locks (for statistics).
   template <class Look>
   void visit(Look look) const {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (const T& item : items_) look(item);
+    std::lock_guard<std::mutex> h(head_mu_);
+    std::lock_guard<std::mutex> t(tail_mu_);
+    for (Node* n = head_->next.load(std::memory_order_acquire); n != nullptr;
+         n = n->next.load(std::memory_order_acquire)) {
+      look(n->value);
+    }
   }
 
-  // Calls edit(item) on every item, in order, under the lock; items for which it returns true
-  // are moved to the result (and so destroyed by the caller, outside the lock).
+  // Calls edit(item) on every item, in order, under the locks; items for which it returns true
+  // are moved to the result (and so destroyed by the caller, outside the locks).
   template <class Edit>
   std::deque<T> remove_if(Edit edit) {
     std::deque<T> removed;
+    std::vector<Node*> dead;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      std::deque<T> kept;
-      for (T& item : items_) {
-        if (edit(item)) {
-          removed.push_back(std::move(item));
+      std::lock_guard<std::mutex> h(head_mu_);
+      std::lock_guard<std::mutex> t(tail_mu_);
+      Node* prev = head_;
+      for (Node* n = head_->next.load(std::memory_order_relaxed); n != nullptr;) {
+        Node* next = n->next.load(std::memory_order_relaxed);
+        if (edit(n->value)) {
+          removed.push_back(std::move(n->value));
+          prev->next.store(next, std::memory_order_relaxed);
+          if (tail_ == n) tail_ = prev;
+          dead.push_back(n);
+          dequeued_.fetch_add(1, std::memory_order_release);
         } else {
-          kept.push_back(std::move(item));
+          prev = n;
         }
+        n = next;
       }
-      items_.swap(kept);
-      size_.store(items_.size(), std::memory_order_relaxed);
     }
-    if (!removed.empty() && maxsize_ != 0) not_full_.notify_all();
+    for (Node* n : dead) delete n;
+    if (!removed.empty() && maxsize_ != 0) {
+      std::lock_guard<std::mutex> lock(tail_mu_);
+      not_full_.notify_all();
+    }
     return removed;
   }
 
  private:
+  struct Node {
+    T value{};
+    std::atomic<Node*> next{nullptr};
+  };
+
+  void append(T&& item) {  // under tail_mu_
+    Node* node = new Node();
+    node->value = std::move(item);
+    tail_->next.store(node, std::memory_order_release);
+    tail_ = node;
+    enqueued_.fetch_add(1, std::memory_order_release);
+  }
+
   // A short spin before parking: a hand-over between two running threads then costs no
-  // futex sleep and wake. Bounded (~a few microseconds), and skipped on one core.
+  // futex sleep and wake. Bounded (~tens of microseconds), and skipped on one core.
   template <class Ready>
   void spin_until(Ready ready) const {
     static const bool multicore = std::thread::hardware_concurrency() > 1;
@@ -147,17 +204,20 @@ class BlockingQueue {
     }
   }
 
+  // Waits on cv (its mutex held through `lock`) until ready(), close, or the timeout.
   template <class Ready>
-  QueueStatus wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv, int& waiters,
-                   Timeout timeout, QueueStatus would_block, Ready ready) {
+  QueueStatus wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
+                   std::atomic<int>& waiters, Timeout timeout, QueueStatus would_block,
+                   Ready ready) {
     if (closed_.load(std::memory_order_relaxed)) return QueueStatus::kClosed;
     if (ready()) return QueueStatus::kOk;
     if (timeout == std::chrono::nanoseconds::zero()) return would_block;
     const auto deadline = timeout ? std::chrono::steady_clock::now() + *timeout
                                   : std::chrono::steady_clock::time_point::max();
-    ++waiters;
+    waiters.fetch_add(1, std::memory_order_seq_cst);
     QueueStatus result = QueueStatus::kOk;
     while (true) {
+      std::atomic_thread_fence(std::memory_order_seq_cst);
       if (closed_.load(std::memory_order_relaxed)) {
         result = QueueStatus::kClosed;
         break;
@@ -166,24 +226,31 @@ class BlockingQueue {
       if (!timeout) {
         cv.wait(lock);
       } else if (cv.wait_until(lock, deadline) == std::cv_status::timeout) {
-        if (!ready()) result = closed_.load() ? QueueStatus::kClosed : QueueStatus::kTimeout;
+        if (!ready()) result = closed() ? QueueStatus::kClosed : QueueStatus::kTimeout;
         break;
       }
     }
-    --waiters;
+    waiters.fetch_sub(1, std::memory_order_relaxed);
     return result;
   }
 
   static constexpr int kSpins = 4000;
 
   const size_t maxsize_;
-  mutable std::mutex mu_;
+  // Consumers' side.
+  alignas(64) mutable std::mutex head_mu_;
+  Node* head_;  // the dummy before the first item; under head_mu_
   std::condition_variable not_empty_;
+  std::atomic<uint64_t> dequeued_{0};
+  // Producers' side.
+  alignas(64) mutable std::mutex tail_mu_;
+  Node* tail_;  // under tail_mu_
   std::condition_variable not_full_;
-  std::deque<T> items_;           // under mu_
-  int get_waiters_ = 0;           // under mu_
-  int put_waiters_ = 0;           // under mu_
-  std::atomic<size_t> size_{0};   // mirror of items_.size() for spinning and size()
+  std::atomic<uint64_t> enqueued_{0};
+  // Read on every put and get, written only when a thread parks: a line of their own, so that
+  // reading them does not pull in the other side's lock.
+  alignas(64) std::atomic<int> get_waiters_{0};
+  std::atomic<int> put_waiters_{0};
   std::atomic<bool> closed_{false};
 };
 

@@ -62,7 +62,8 @@ UNBOUND_REMOVE = object()
 _UNBOUND_FLAGS = {UNBOUND: 1, UNBOUND_ERROR: 2, UNBOUND_REMOVE: 3}
 _FLAG_NAMES = {1: UNBOUND, 2: UNBOUND_ERROR, 3: UNBOUND_REMOVE}
 
-_xinterp._set_queue_exceptions(QueueError, QueueNotFoundError, QueueEmpty, QueueFull)
+_xinterp._set_queue_exceptions(QueueError, QueueNotFoundError, QueueEmpty, QueueFull,
+                               ItemInterpreterDestroyed, UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE)
 
 
 def _unbound_flag(unbounditems):
@@ -94,16 +95,6 @@ _known_queues = _weakref.WeakValueDictionary()
 _known_lock = _threading.Lock()
 
 
-def _check_timeout(timeout):
-    if timeout is not None:
-        if not isinstance(timeout, (int, float)):
-            raise TypeError(f'timeout must be a number of seconds or None, got {timeout!r}')
-        timeout = float(timeout)
-        if not timeout >= 0:  # NaN too
-            raise ValueError('timeout value must be non-negative')
-    return timeout
-
-
 class Queue:
     """A cross-interpreter queue. One object per queue id in each interpreter."""
 
@@ -119,9 +110,13 @@ class Queue:
             self = super().__new__(cls)
             self._id = id
             self._handle = handle  # holds a reference to the queue; dropped with the object
-            self._put = handle.put
-            self._get = handle.get
             self._info = handle.info
+            # The hot methods are the handle's own (C): no Python frame per put/get. The
+            # methods below document them and are what subclasses see.
+            self.put = handle.put
+            self.put_nowait = handle.put_nowait
+            self.get = handle.get
+            self.get_nowait = handle.get_nowait
             _known_queues[id] = self
         return self
 
@@ -166,28 +161,18 @@ class Queue:
 
         Raises QueueFull when no room came in time (or at once with block=False).
         """
-        if timeout is not None:
-            timeout = _check_timeout(timeout)
-        self._put(obj, block, timeout,
-                  None if unbounditems is None else _unbound_flag(unbounditems))
+        return self._handle.put(obj, block, timeout, unbounditems=unbounditems)
 
     def put_nowait(self, obj, *, unbounditems=None):
-        return self.put(obj, block=False, unbounditems=unbounditems)
+        return self._handle.put_nowait(obj, unbounditems=unbounditems)
 
     def get(self, block=True, timeout=None):
         """Return the next item, waiting for one if the queue is empty (up to timeout seconds).
 
-        Raises QueueEmpty when none came in time (or at once with block=False).
+        Raises QueueEmpty when none came in time (or at once with block=False); returns UNBOUND
+        or raises ItemInterpreterDestroyed for an item whose sender closed (see unbounditems).
         """
-        if timeout is not None:
-            timeout = _check_timeout(timeout)
-        obj, unbound = self._get(block, timeout)
-        if unbound:
-            if unbound == 2:
-                raise ItemInterpreterDestroyed(
-                    'the interpreter that put this item was closed')
-            return UNBOUND
-        return obj
+        return self._handle.get(block, timeout)
 
     def get_nowait(self):
-        return self.get(block=False)
+        return self._handle.get_nowait()

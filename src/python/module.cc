@@ -36,6 +36,8 @@ struct ModuleState {
   PyObject* queue_not_found;
   PyObject* queue_empty;
   PyObject* queue_full;
+  PyObject* item_destroyed;   // ItemInterpreterDestroyed
+  PyObject* unbound_objs[3];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
   // This interpreter's record (kept for the queues' hot path).
   std::shared_ptr<InterpRecord>* self;
 };
@@ -458,27 +460,87 @@ PyObject* handle_module(PyObject* self) { return PyType_GetModuleByDef(Py_TYPE(s
 
 XQueue& handle_queue(PyObject* self) { return **reinterpret_cast<QueueHandle*>(self)->queue; }
 
-// put(obj, block, timeout, unbound): unbound 0 = the queue's default.
-PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 4) {
-    PyErr_SetString(PyExc_TypeError, "put(obj, block, timeout, unbound)");
-    return nullptr;
+// Positional-or-keyword parsing for the handle's methods (METH_FASTCALL | METH_KEYWORDS).
+// names: every parameter; n_positional: how many may be given by position. Unset -> nullptr.
+bool parse_params(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                  const char* const* names, int n_params, int n_positional, int n_required,
+                  PyObject** out) {
+  for (int k = 0; k < n_params; ++k) out[k] = nullptr;
+  if (nargs > n_positional) {
+    PyErr_Format(PyExc_TypeError, "%s() takes at most %d positional arguments (%zd given)", fn,
+                 n_positional, nargs);
+    return false;
   }
+  for (Py_ssize_t k = 0; k < nargs; ++k) out[k] = args[k];
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+    int found = -1;
+    for (int j = 0; j < n_params; ++j) {
+      if (PyUnicode_CompareWithASCIIString(key, names[j]) == 0) found = j;
+    }
+    if (found < 0) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'", fn, key);
+      return false;
+    }
+    if (out[found] != nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn,
+                   names[found]);
+      return false;
+    }
+    out[found] = args[nargs + k];
+  }
+  for (int k = 0; k < n_required; ++k) {
+    if (out[k] == nullptr) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fn, names[k]);
+      return false;
+    }
+  }
+  return true;
+}
+
+// A timeout argument: None, or a non-negative int or float of seconds.
+bool parse_queue_timeout(PyObject* arg, std::optional<std::chrono::nanoseconds>* out) {
+  if (arg == nullptr || arg == Py_None) {
+    *out = std::nullopt;
+    return true;
+  }
+  if (!PyFloat_Check(arg) && !PyLong_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, got %.200s",
+                 Py_TYPE(arg)->tp_name);
+    return false;
+  }
+  return parse_timeout(arg, out);
+}
+
+bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, UnboundOp* out) {
+  if (arg == nullptr || arg == Py_None) {
+    *out = deflt;
+    return true;
+  }
+  for (int k = 0; k < 3; ++k) {
+    if (st->unbound_objs[k] != nullptr && arg == st->unbound_objs[k]) {
+      *out = static_cast<UnboundOp>(k + 1);
+      return true;
+    }
+  }
+  PyErr_SetString(PyExc_ValueError,
+                  "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
+  return false;
+}
+
+PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout_obj,
+                    PyObject* unbound_obj) {
   PyObject* module = handle_module(self);
   if (module == nullptr) return nullptr;
-  XQueue& q = handle_queue(self);
-  const int block = PyObject_IsTrue(args[1]);
-  if (block < 0) return nullptr;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(args[2], &timeout)) return nullptr;
-  UnboundOp unbound = q.unbound;
-  if (args[3] != Py_None && !(PyLong_Check(args[3]) && PyLong_AsLong(args[3]) == 0) &&
-      !parse_unbound(args[3], &unbound)) {
-    return nullptr;
-  }
   ModuleState* st = state_of(module);
+  XQueue& q = handle_queue(self);
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
+  UnboundOp unbound;
+  if (!parse_unbounditems(st, unbound_obj, q.unbound, &unbound)) return nullptr;
   QueueItem item;
-  Status s = encode(args[0], Fallback::kFull, &item.value);
+  Status s = encode(obj, Fallback::kFull, &item.value);
   if (!s.ok()) return raise(module, s);
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;
@@ -500,19 +562,13 @@ PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return queue_status_error(module, qs, q.id);
 }
 
-// get(block, timeout) -> (obj, unbound_state)
-PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 2) {
-    PyErr_SetString(PyExc_TypeError, "get(block, timeout)");
-    return nullptr;
-  }
+PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   PyObject* module = handle_module(self);
   if (module == nullptr) return nullptr;
+  ModuleState* st = state_of(module);
   XQueue& q = handle_queue(self);
-  const int block = PyObject_IsTrue(args[0]);
-  if (block < 0) return nullptr;
   std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(args[1], &timeout)) return nullptr;
+  if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
   QueueItem item;
   QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
   bool interrupted = false;
@@ -529,11 +585,47 @@ PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     }
     return queue_status_error(module, qs, q.id);
   }
-  if (item.unbound_state != 0) return Py_BuildValue("(Oi)", Py_None, item.unbound_state);
-  PyObject* obj = decode(item.value);
-  if (obj == nullptr) return nullptr;
-  return Py_BuildValue("(Ni)", obj, 0);
+  if (item.unbound_state == 1 && st->unbound_objs[0] != nullptr) {
+    return Py_NewRef(st->unbound_objs[0]);
+  }
+  if (item.unbound_state != 0) {
+    PyErr_SetString(queue_exc(module, &ModuleState::item_destroyed, PyExc_RuntimeError),
+                    "the interpreter that put this item was closed");
+    return nullptr;
+  }
+  return decode(item.value);
 }
+
+// put(obj, block=True, timeout=None, *, unbounditems=None)
+PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
+  static const char* const names[] = {"obj", "block", "timeout", "unbounditems"};
+  PyObject* a[4];
+  if (!parse_params("put", args, nargs, kw, names, 4, 3, 1, a)) return nullptr;
+  const int block = a[1] ? PyObject_IsTrue(a[1]) : 1;
+  if (block < 0) return nullptr;
+  return queue_put(self, a[0], block != 0, a[2], a[3]);
+}
+
+// put_nowait(obj, *, unbounditems=None)
+PyObject* handle_put_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                            PyObject* kw) {
+  static const char* const names[] = {"obj", "unbounditems"};
+  PyObject* a[2];
+  if (!parse_params("put_nowait", args, nargs, kw, names, 2, 1, 1, a)) return nullptr;
+  return queue_put(self, a[0], false, nullptr, a[1]);
+}
+
+// get(block=True, timeout=None)
+PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
+  static const char* const names[] = {"block", "timeout"};
+  PyObject* a[2];
+  if (!parse_params("get", args, nargs, kw, names, 2, 2, 0, a)) return nullptr;
+  const int block = a[0] ? PyObject_IsTrue(a[0]) : 1;
+  if (block < 0) return nullptr;
+  return queue_get(self, block != 0, a[1]);
+}
+
+PyObject* handle_get_nowait(PyObject* self, PyObject*) { return queue_get(self, false, nullptr); }
 
 // info() -> (size, maxsize, unbound)
 PyObject* handle_info(PyObject* self, PyObject*) {
@@ -559,9 +651,12 @@ void handle_dealloc(PyObject* self) {
 
 PyMethodDef kHandleMethods[] = {
     {"put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_put)),
-     METH_FASTCALL, "put(obj, block, timeout, unbound)"},
+     METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None, *, unbounditems=None)"},
+    {"put_nowait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_put_nowait)),
+     METH_FASTCALL | METH_KEYWORDS, "put_nowait(obj, *, unbounditems=None)"},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_get)),
-     METH_FASTCALL, "get(block, timeout) -> (obj, unbound_state)"},
+     METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
+    {"get_nowait", handle_get_nowait, METH_NOARGS, "get_nowait()"},
     {"info", handle_info, METH_NOARGS, "info() -> (size, maxsize, unbound)"},
     {nullptr, nullptr, 0, nullptr},
 };
@@ -623,8 +718,15 @@ PyObject* mod_queue_list_all(PyObject*, PyObject*) {
 
 PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
   ModuleState* st = state_of(module);
-  PyObject *err, *not_found, *empty, *full;
-  if (!PyArg_ParseTuple(args, "OOOO", &err, &not_found, &empty, &full)) return nullptr;
+  PyObject *err, *not_found, *empty, *full, *destroyed, *u1, *u2, *u3;
+  if (!PyArg_ParseTuple(args, "OOOOOOOO", &err, &not_found, &empty, &full, &destroyed, &u1, &u2,
+                        &u3)) {
+    return nullptr;
+  }
+  Py_XSETREF(st->item_destroyed, Py_NewRef(destroyed));
+  Py_XSETREF(st->unbound_objs[0], Py_NewRef(u1));
+  Py_XSETREF(st->unbound_objs[1], Py_NewRef(u2));
+  Py_XSETREF(st->unbound_objs[2], Py_NewRef(u3));
   Py_XSETREF(st->queue_error, Py_NewRef(err));
   Py_XSETREF(st->queue_not_found, Py_NewRef(not_found));
   Py_XSETREF(st->queue_empty, Py_NewRef(empty));
@@ -772,6 +874,8 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   Py_VISIT(st->queue_not_found);
   Py_VISIT(st->queue_empty);
   Py_VISIT(st->queue_full);
+  Py_VISIT(st->item_destroyed);
+  for (PyObject* o : st->unbound_objs) Py_VISIT(o);
   return 0;
 }
 
@@ -786,6 +890,8 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->queue_not_found);
   Py_CLEAR(st->queue_empty);
   Py_CLEAR(st->queue_full);
+  Py_CLEAR(st->item_destroyed);
+  for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
   return 0;
 }
 
