@@ -2,7 +2,9 @@
 # The benchmarks, each ending with a comparison table:
 #   1. the core (C++, Google Benchmark) beside a mutex+deque and a CPython-style 300-slot ring;
 #   2. interpreter round trips (create+close, exec, call) beside CPython's own PEP 734
-#      interpreters and multiprocessing, on CPython 3.13 and 3.12 (pyenv 3.13.0 / 3.12.1).
+#      interpreters and multiprocessing, on CPython 3.13 and 3.12 (pyenv 3.13.0 / 3.12.1);
+#   3. queues and buffers (throughput, blocking round trip, zero-copy hand-over, releases to an
+#      idle owner) beside CPython 3.13's queues and multiprocessing.Queue.
 #
 #   bash tools/bench.sh [REPETITIONS]    (default 10 for the core, 15 runs for interpreters)
 #   bash tools/bench.sh --quick          a smoke run of everything
@@ -49,4 +51,8 @@ for version in 3.13.0 3.12.1; do
   "$venv/bin/pip" install -q .
   "$venv/bin/python" bench/python/interp_bench.py --runs "$RUNS" "${QUICK[@]}" \
     --json "build/bench-results/interp_bench-$short.json"
+  echo
+  echo "=== queues and buffers, CPython $version ==="
+  "$venv/bin/python" bench/python/queue_bench.py --runs "$RUNS" "${QUICK[@]}" \
+    --json "build/bench-results/queue_bench-$short.json"
 done
