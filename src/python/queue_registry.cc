@@ -61,9 +61,9 @@ std::vector<std::shared_ptr<XQueue>> QueueRegistry::all() {
 void QueueRegistry::sender_closed(int64_t sender) {
   for (const std::shared_ptr<XQueue>& q : all()) {
     std::deque<QueueItem> removed = q->items.remove_if([&](QueueItem& item) {
-      if (item.sender != sender || item.unbound_state != 0 || !item.value.holds_borrow()) {
-        return false;
-      }
+      if (item.sender != sender || item.unbound_state != 0) return false;
+      item.value.copy_borrowed_bytes();  // self-contained values survive their sender
+      if (!item.value.holds_borrow()) return false;
       if (item.unbound == UnboundOp::kRemove) return true;
       item.unbound_state = item.unbound == UnboundOp::kError ? 2 : 1;
       item.value = XValue();  // the borrow goes back now, while its owner can still run it

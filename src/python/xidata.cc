@@ -90,6 +90,15 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
     return 1;
   }
   if (PyBytes_CheckExact(obj)) {
+    if (static_cast<size_t>(PyBytes_GET_SIZE(obj)) >= kBytesBorrowMin && !probe) {
+      Status status;
+      out->buffer = BufferBorrow::take(obj, &status);
+      if (out->buffer != nullptr) {
+        out->kind = XValue::Kind::kBytesBorrow;
+        return 1;
+      }
+      if (status.kind == ErrorKind::kPythonSet) return -1;
+    }
     out->kind = XValue::Kind::kBytes;
     out->data.assign(PyBytes_AS_STRING(obj), static_cast<size_t>(PyBytes_GET_SIZE(obj)));
     return 1;
@@ -238,11 +247,20 @@ PyObject* decode_function(const XValue& value) {
 }  // namespace
 
 bool XValue::holds_borrow() const noexcept {
-  if (buffer != nullptr) return true;
+  if (kind == Kind::kBuffer) return true;
   for (const XValue& item : items) {
     if (item.holds_borrow()) return true;
   }
   return false;
+}
+
+void XValue::copy_borrowed_bytes() {
+  if (kind == Kind::kBytesBorrow) {
+    data.assign(static_cast<const char*>(buffer->buf()), static_cast<size_t>(buffer->len()));
+    kind = Kind::kBytes;
+    buffer.reset();  // the borrow goes back to the sender
+  }
+  for (XValue& item : items) item.copy_borrowed_bytes();
 }
 
 bool is_natively_shareable(PyObject* obj) {
@@ -328,6 +346,9 @@ PyObject* decode(const XValue& value) {
       return decode_function(value);
     case XValue::Kind::kBuffer:
       return BufferBorrow::make_view(value.buffer);
+    case XValue::Kind::kBytesBorrow:
+      return PyBytes_FromStringAndSize(static_cast<const char*>(value.buffer->buf()),
+                                       value.buffer->len());
     case XValue::Kind::kQueue:
     case XValue::Kind::kInterpreter: {
       const bool queue = value.kind == XValue::Kind::kQueue;

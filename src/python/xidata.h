@@ -11,6 +11,11 @@
 //     same memory; the sender's buffer is held until that view and every copy of the value are
 //     gone, then released inside the sender (see shared_buffer.h). A buffer that is not
 //     C-contiguous is copied instead and arrives as bytes.
+//
+// Large bytes (>= kBytesBorrowMin) are self-contained too, but are not copied when put: bytes
+// never change, so the value keeps the sender's bytes object (a borrow, released in the sender)
+// and the receiver makes its bytes from it: one copy instead of two. If the sender closes first,
+// the value is copied out then (copy_borrowed_bytes()), so it still survives the sender.
 // Fallbacks, used where PEP 734 / CPython 3.14 uses them (call() arguments and results,
 // prepare_main values), never for is_shareable():
 //   - a plain function defined in __main__ (or nested, or a lambda) travels as its marshalled
@@ -42,7 +47,8 @@ namespace xinterp::python {
 struct XValue {
   enum class Kind : uint8_t {
     kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction,
-    kBuffer, kQueue, kInterpreter
+    kBuffer, kQueue, kInterpreter,
+    kBytesBorrow,  // a large bytes object of the sender, read in place (see above)
   };
   Kind kind = Kind::kNone;
   bool b = false;
@@ -54,11 +60,17 @@ struct XValue {
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
   std::shared_ptr<QueueRef> queue;       // kQueue (i is the queue id; kInterpreter: i is the id)
 
-  // Whether this value (or a tuple item) holds a borrowed buffer, i.e. depends on its sender.
+  // Whether this value (or a tuple item) holds a lent buffer (kBuffer), i.e. depends on its
+  // sender in a way that copying cannot undo.
   bool holds_borrow() const noexcept;
+  // Turns every kBytesBorrow (recursively) into a kBytes copy, so that the value no longer
+  // depends on its sender. Call while the sender still exists (its bytes are read).
+  void copy_borrowed_bytes();
 };
 
 enum class Fallback : uint8_t { kNone, kFull };
+
+inline constexpr size_t kBytesBorrowMin = 64 * 1024;
 
 // Encodes obj. On failure returns kNotShareable (no Python exception left set) or kPythonSet.
 Status encode(PyObject* obj, Fallback fallback, XValue* out);

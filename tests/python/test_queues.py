@@ -301,3 +301,17 @@ def test_round_trip_through_another_interpreter(echo, value):
     back = outbox.get(timeout=10)
     assert back == value
     assert repr(back) == repr(value)
+
+
+def test_large_bytes_are_read_in_place_and_still_survive_their_sender(q):
+    s = xinterp.create()
+    s.prepare_main(q=q)
+    s.exec('big = bytes(range(256)) * 1024\nq.put(big); q.put(big); q.put((1, big))')
+    # Not copied when put: the sender's bytes object is lent until received.
+    assert interp_stats(s)['borrows'] == 3
+    first = q.get()
+    assert type(first) is bytes and first == bytes(range(256)) * 1024
+    assert eventually(lambda: interp_stats(s)['borrows'] == 2)
+    s.close()  # copied out now: the remaining items survive
+    assert q.get() == first
+    assert q.get() == (1, first)
