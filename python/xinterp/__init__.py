@@ -30,6 +30,7 @@ __all__ = [
     'InterpreterError', 'InterpreterNotFoundError', 'ExecutionFailed',
     'NotShareableError',
     'create_queue', 'Queue', 'QueueEmpty', 'QueueFull', 'QueueError',
+    'InterpreterPoolExecutor',
 ]
 
 
@@ -275,6 +276,13 @@ class Interpreter:
 from .queues import (  # noqa: E402
     Queue, QueueEmpty, QueueError, QueueFull, create as create_queue,
 )
+
+
+def __getattr__(name):
+    if name == 'InterpreterPoolExecutor':
+        from .pool import InterpreterPoolExecutor
+        return InterpreterPoolExecutor
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def _is_main_interpreter():

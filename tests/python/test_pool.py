@@ -1,0 +1,117 @@
+"""The warm interpreter pool and InterpreterPoolExecutor."""
+
+import concurrent.futures
+import math
+import os
+import threading
+import time
+
+import pytest
+
+import xinterp
+from xinterp import pool
+from shared_helpers import cpu_work, evaluate, mul
+
+
+def set_marker(value):
+    import __main__
+    __main__.marker = value
+
+
+def read_marker():
+    import __main__
+    return getattr(__main__, 'marker', None)
+
+
+def fail_init():
+    raise RuntimeError('init failed')
+
+
+def test_submit_and_map():
+    with xinterp.InterpreterPoolExecutor(max_workers=2) as ex:
+        assert isinstance(ex, concurrent.futures.Executor)
+        assert ex.submit(mul, 6, 7).result() == 42
+        assert ex.submit(mul, 2, c=5).result() == 20
+        assert list(ex.map(math.factorial, range(8))) == [math.factorial(i) for i in range(8)]
+        assert ex.submit(lambda: 'by code').result() == 'by code'
+
+
+def test_exceptions_surface_as_execution_failed():
+    with xinterp.InterpreterPoolExecutor(max_workers=1) as ex:
+        f = ex.submit(math.sqrt, -1)
+        with pytest.raises(xinterp.ExecutionFailed) as info:
+            f.result()
+        assert info.value.excinfo.type.__name__ == 'ValueError'
+        assert ex.submit(mul, 1, 1).result() == 1  # the worker lives on
+
+
+def test_initializer_runs_in_each_worker_interpreter():
+    with xinterp.InterpreterPoolExecutor(max_workers=2, initializer=set_marker,
+                                         initargs=('ready',)) as ex:
+        results = list(ex.map(lambda _: __import__('__main__').marker, range(6)))
+    assert results == ['ready'] * 6
+
+
+def test_failing_initializer_breaks_the_executor():
+    ex = xinterp.InterpreterPoolExecutor(max_workers=1, initializer=fail_init)
+    f = ex.submit(mul, 1, 2)
+    with pytest.raises(pool.BrokenInterpreterPool):
+        f.result(timeout=10)
+    with pytest.raises(pool.BrokenInterpreterPool):
+        ex.submit(mul, 1, 2)
+    ex.shutdown()
+
+
+def test_shutdown_refuses_new_work_and_can_cancel():
+    ex = xinterp.InterpreterPoolExecutor(max_workers=1)
+    slow = ex.submit(time.sleep, 0.2)
+    queued = [ex.submit(mul, i, 1) for i in range(5)]
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert slow.done()
+    assert all(f.cancelled() or f.done() for f in queued)
+    assert any(f.cancelled() for f in queued)
+    with pytest.raises(RuntimeError):
+        ex.submit(mul, 1, 1)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        xinterp.InterpreterPoolExecutor(max_workers=0)
+    with pytest.raises(TypeError):
+        xinterp.InterpreterPoolExecutor(initializer=42)
+
+
+def test_interpreters_are_reused_not_recreated():
+    with xinterp.InterpreterPoolExecutor(max_workers=2) as ex:
+        list(ex.map(mul, range(4), range(4)))  # warm: two interpreters in the pool now
+    created = xinterp.runtime_stats()['interpreters_created']
+    for _ in range(20):
+        with xinterp.InterpreterPoolExecutor(max_workers=2) as ex:
+            list(ex.map(mul, range(4), range(4)))
+    assert xinterp.runtime_stats()['interpreters_created'] == created
+
+
+def test_pool_clears_main_globals_between_users():
+    i = pool.acquire()
+    i.exec('leftover = 1\nimport json')
+    pool.release(i)
+    j = pool.acquire()
+    try:
+        assert j.call(evaluate, "'leftover' in globals()") is False
+        assert j.call(evaluate, "__import__('sys').modules.get('json') is not None")  # warm
+    finally:
+        pool.release(j)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='needs two cores')
+def test_executor_runs_tasks_in_parallel():
+    n = 300_000
+    with xinterp.InterpreterPoolExecutor(max_workers=2) as ex:
+        list(ex.map(cpu_work, [1000, 1000]))  # warm both workers
+        t0 = time.perf_counter()
+        ex.submit(cpu_work, n).result()
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        list(ex.map(cpu_work, [n, n]))
+        two = time.perf_counter() - t0
+    assert two < 1.6 * one, (one, two)
