@@ -6,14 +6,14 @@
 #   3. queues and buffers (throughput, blocking round trip, zero-copy hand-over, releases to an
 #      idle owner) beside CPython 3.13's queues and multiprocessing.Queue.
 #
-#   bash tools/bench.sh [REPETITIONS]    (default 10 for the core, 15 runs for interpreters)
+#   bash tools/bench.sh [REPETITIONS]    (default 10 for the core and the Python suite)
 #   bash tools/bench.sh --quick          a smoke run of everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
 export PATH="$ROOT/.venv-tools/bin:$PATH"
 REPS=10
-RUNS=15
+RUNS=10
 QUICK=()
 if [ "${1:-}" = "--quick" ]; then
   REPS=2
@@ -38,7 +38,7 @@ for version in 3.13.0 3.12.1; do
   short="${version%.*}"
   venv="$ROOT/.venv-$short"
   echo
-  echo "=== interpreters, CPython $version ==="
+  echo "=== python -m xinterp bench, CPython $version ==="
   if ! prefix="$(pyenv prefix "$version" 2>/dev/null)"; then
     echo "bench: CPython $version not found (pyenv); skipped"
     continue
@@ -47,12 +47,8 @@ for version in 3.13.0 3.12.1; do
     "$prefix/bin/python3" -m venv "$venv"
     "$venv/bin/pip" install -q --upgrade pip
   fi
-  echo "bench: pip install . into $venv"
-  "$venv/bin/pip" install -q .
-  "$venv/bin/python" bench/python/interp_bench.py --runs "$RUNS" "${QUICK[@]}" \
-    --json "build/bench-results/interp_bench-$short.json"
-  echo
-  echo "=== queues and buffers, CPython $version ==="
-  "$venv/bin/python" bench/python/queue_bench.py --runs "$RUNS" "${QUICK[@]}" \
-    --json "build/bench-results/queue_bench-$short.json"
+  echo "bench: pip install .[bench] into $venv"
+  "$venv/bin/pip" install -q ".[bench]"
+  "$venv/bin/python" -m xinterp bench --runs "$RUNS" "${QUICK[@]}" \
+    --out "build/bench-results/python-$short"
 done

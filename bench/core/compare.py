@@ -12,8 +12,18 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from stats import mann_whitney_p  # noqa: E402
+# The statistics live in the Python package (xinterp.bench.stats); loaded by path so that this
+# script runs with any Python 3, xinterp installed or not.
+def _load_stats():
+    import importlib.util
+    path = Path(__file__).resolve().parents[2] / 'python' / 'xinterp' / 'bench' / 'stats.py'
+    spec = importlib.util.spec_from_file_location('xinterp_bench_stats', path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+mann_whitney_p = _load_stats().mann_whitney_p
 
 
 def main():

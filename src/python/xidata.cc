@@ -227,9 +227,20 @@ PyObject* decode_function(const XValue& value) {
     Py_DECREF(code);
     return nullptr;
   }
-  PyObject* fn = PyFunction_New(code, PyModule_GetDict(main));
+  PyObject* globals = PyModule_GetDict(main);
+  PyObject* fn = PyFunction_New(code, globals);
   Py_DECREF(code);
   if (fn == nullptr) return nullptr;
+  // Bind it under its own name unless the receiver's __main__ already has that name, so that a
+  // recursive function (or one its callees look up by name) finds itself there.
+  PyObject* name = PyObject_GetAttrString(fn, "__name__");
+  if (name != nullptr && PyUnicode_Check(name) &&
+      PyUnicode_CompareWithASCIIString(name, "<lambda>") != 0) {
+    PyObject* bound = PyDict_SetDefault(globals, name, fn);  // borrowed
+    if (bound == nullptr) PyErr_Clear();
+  }
+  Py_XDECREF(name);
+  PyErr_Clear();
   for (int k = 0; k < 2; ++k) {
     if (value.items[static_cast<size_t>(k)].kind == XValue::Kind::kNone) continue;
     PyObject* d = decode(value.items[static_cast<size_t>(k)]);

@@ -20,7 +20,8 @@
 // prepare_main values), never for is_shareable():
 //   - a plain function defined in __main__ (or nested, or a lambda) travels as its marshalled
 //     code plus defaults, and is rebuilt in the receiver over the receiver's __main__ globals;
-//     it must have no closure.
+//     it must have no closure. It is also bound in that __main__ under its name, unless the
+//     name is taken, so recursion works; other globals it uses must be there (prepare_main).
 //   - anything else goes through pickle (pickle.dumps in the sender, pickle.loads in the
 //     receiver).
 //

@@ -35,3 +35,18 @@ def test_bad_command_lines_fail_clearly(args):
     proc = run(*args)
     assert proc.returncode == 2
     assert 'usage' in (proc.stderr + proc.stdout).lower()
+
+
+def test_bench_quick_writes_its_reports(tmp_path):
+    proc = run('bench', '--quick', '--only', 'interp', '--out', str(tmp_path), timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert 'exec("pass")' in proc.stdout and 'xinterp' in proc.stdout
+    report = json.loads((tmp_path / 'results.json').read_text())
+    assert {r['case'] for r in report['results']} >= {'create + close', 'exec("pass")'}
+    assert all(len(r['samples']) == 3 for r in report['results'])
+    assert (tmp_path / 'results.md').read_text().startswith('Python ')
+
+
+def test_bench_rejects_single_run():
+    proc = run('bench', '--runs', '1')
+    assert proc.returncode == 2

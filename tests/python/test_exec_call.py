@@ -195,3 +195,11 @@ def test_shareable_values_round_trip_exactly(shared_interp, value):
 @given(st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1))
 def test_lone_surrogates_round_trip(shared_interp, value):
     assert shared_interp.call(identity, value) == value
+
+
+def test_recursive_function_from_main_finds_itself(interp):
+    # Defined as at the top of a script's __main__ (a global name, no closure cell).
+    src = 'def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n'
+    ns = {'__name__': '__main__'}
+    exec(src, ns)
+    assert interp.call(ns['fib'], 15) == 610

@@ -11,7 +11,7 @@ Cases (each repeated --runs times; median, min, stdev over runs; Mann-Whitney p 
   releases to idle owner    10^6 lent buffers received and dropped in main while their owner
                             runs no code: time until all are released in the owner, and lost
 
-usage: queue_bench.py [--runs N] [--quick] [--json PATH] [--markdown]
+usage: python -m xinterp.bench.queues [--runs N] [--quick] [--json PATH] [--markdown]
 """
 import argparse
 import json
@@ -22,11 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-from stats import mann_whitney_p, summary  # noqa: E402
+import xinterp
 
-import xinterp  # noqa: E402
+from .stats import format_table
 
 
 def progress(msg):
@@ -174,88 +172,73 @@ def idle_releases(n):
     return elapsed, lost, s['run_by_housekeeper']
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--runs', type=int, default=10)
-    ap.add_argument('--quick', action='store_true')
-    ap.add_argument('--json', type=Path)
-    ap.add_argument('--markdown', action='store_true')
-    args = ap.parse_args()
-    runs = 3 if args.quick else args.runs
-    scale = 0.05 if args.quick else 1.0
+def run(runs=10, quick=False):
+    """Runs every case; returns (results, notes)."""
+    runs = 3 if quick else runs
+    scale = 0.05 if quick else 1.0
     n_small, n_big, n_rt = int(200_000 * scale), int(2_000 * scale), int(20_000 * scale)
     n_release = int(1_000_000 * scale)
-    results = []  # (case, impl, unit, samples, higher_is_better)
+    results = []  # {case, impl, unit, samples, higher_is_better}
 
-    def run(case, impl_name, unit, fn, better_high):
+    def measure(case, impl_name, unit, fn, better_high):
         progress(f'  {case}: {impl_name} ({runs} runs)')
         samples = [fn() for _ in range(runs)]
         results.append({'case': case, 'impl': impl_name, 'unit': unit, 'samples': samples,
                         'higher_is_better': better_high})
 
-    progress(f'Python {sys.version.split()[0]}')
+    progress(f'queues and buffers, Python {sys.version.split()[0]}')
     for impl in impls():
-        run('small items main->sub', impl.name, 'M items/s',
+        measure('small items main->sub', impl.name, 'M items/s',
             lambda: throughput(impl, 7, n_small) / 1e6, True)
-    run('small items main->sub', 'multiprocessing.Queue', 'M items/s',
+    measure('small items main->sub', 'multiprocessing.Queue', 'M items/s',
         lambda: mp_throughput(7, n_small // 4) / 1e6, True)
     mib = b'x' * (1 << 20)
     for impl in impls():
-        run('1 MiB items main->sub', impl.name, 'items/s',
+        measure('1 MiB items main->sub', impl.name, 'items/s',
             lambda: throughput(impl, mib, n_big), True)
-    run('1 MiB items main->sub', 'multiprocessing.Queue', 'items/s',
+    measure('1 MiB items main->sub', 'multiprocessing.Queue', 'items/s',
         lambda: mp_throughput(mib, n_big // 4), True)
     for impl in impls():
         rts = []
         # CPython's queues sleep-poll 10 ms per blocking wait: fewer round trips for them.
         n = n_rt if impl.name == 'xinterp' else max(30, n_rt // 100)
-        run('blocking round trip p50', impl.name, 'µs',
+        measure('blocking round trip p50', impl.name, 'µs',
             lambda: rts.append(round_trips(impl, n)) or rts[-1][0], False)
         results.append({'case': 'blocking round trip p99', 'impl': impl.name, 'unit': 'µs',
                         'samples': [p99 for _, p99 in rts], 'higher_is_better': False})
     for size, label in ((64 << 20, '64 MiB'), (1 << 30, '1 GiB')):
         for impl in impls():
-            run(f'{label} hand-over (put+get)', impl.name, 'µs',
+            measure(f'{label} hand-over (put+get)', impl.name, 'µs',
                 lambda: handover(impl, size, 20), False)
     rel = []
-    run(f'{n_release} releases to idle owner', 'xinterp', 's',
+    measure(f'{n_release} releases to idle owner', 'xinterp', 's',
         lambda: rel.append(idle_releases(n_release)) or rel[-1][0], False)
     lost = sum(r[1] for r in rel)
     by_hk = [r[2] for r in rel]
 
-    lines = []
-    if args.markdown:
-        lines += ['| case | implementation | median | min/best | stdev | xinterp vs it |',
-                  '|---|---|---|---|---|---|']
-    cases = {}
-    for r in results:
-        cases.setdefault(r['case'], []).append(r)
-    for case, rows in cases.items():
-        ours = next((r for r in rows if r['impl'] == 'xinterp'), None)
-        for r in rows:
-            med, mn, sd = summary(r['samples'])
-            best = max(r['samples']) if r['higher_is_better'] else mn
-            cmp = ''
-            if ours is not None and r is not ours:
-                om = summary(ours['samples'])[0]
-                ratio = om / med if r['higher_is_better'] else med / om
-                p = mann_whitney_p(ours['samples'], r['samples'])
-                cmp = (f'{ratio:.2f}x better' if ratio >= 1 else f'{1 / ratio:.2f}x worse') + \
-                    f', p={p:.1e}'
-            cells = [case, r['impl'], f'{med:.3g} {r["unit"]}', f'{best:.3g}', f'{sd:.2g}', cmp]
-            if args.markdown:
-                lines.append('| ' + ' | '.join(cells) + ' |')
-            else:
-                lines.append(f'{cells[0]:<30} {cells[1]:<24} {cells[2]:>14} {cells[3]:>10} '
-                             f'{cells[4]:>9}  {cells[5]}')
-    print('\n'.join(lines))
-    print(f'\nreleases to an idle owner: {lost} lost over {runs} x {n_release}; run by the '
-          f'housekeeper: {by_hk}')
+    notes = [f'releases to an idle owner: {lost} lost over {runs} x {n_release}; run by the '
+             f'housekeeper: {sum(by_hk)} of {runs * n_release}']
+    return results, notes
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog='python -m xinterp.bench.queues',
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=10)
+    ap.add_argument('--quick', action='store_true')
+    ap.add_argument('--json', type=Path)
+    ap.add_argument('--markdown', action='store_true')
+    args = ap.parse_args(argv)
+    results, notes = run(args.runs, args.quick)
+    print(format_table(results, args.markdown))
+    print()
+    print('\n'.join(notes))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({'python': sys.version, 'results': results,
-                                         'release_lost': lost}, indent=1))
+                                         'notes': notes}, indent=1))
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

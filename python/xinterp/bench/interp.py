@@ -7,7 +7,7 @@ Each case runs --runs times; a run times --loops operations and records the mean
 Reported: median, min and stdev over runs, and each other implementation against xinterp with a
 Mann-Whitney U test. Also the RSS kept per create+close cycle.
 
-usage: interp_bench.py [--runs N] [--quick] [--json PATH] [--markdown]
+usage: python -m xinterp.bench.interp [--runs N] [--quick] [--json PATH] [--markdown]
 """
 import argparse
 import gc
@@ -18,14 +18,10 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent))
-from stats import mann_whitney_p, summary  # noqa: E402
-import bench_helpers  # noqa: E402
-from bench_helpers import mul, noop  # noqa: E402
+import xinterp
 
-import xinterp  # noqa: E402
+from .helpers import mul, noop
+from .stats import format_table
 
 
 class _LowLevel312:
@@ -88,7 +84,8 @@ def measure(name, impl, make_op, runs, loops, results):
         samples = [timed(op, loops) for _ in range(runs)]
     finally:
         cleanup()
-    results.append({'case': name, 'impl': impl, 'unit': 's/op', 'samples': samples})
+    results.append({'case': name, 'impl': impl, 'unit': 's/op', 'samples': samples,
+                    'higher_is_better': False})
 
 
 def create_close_op(mod):
@@ -104,7 +101,6 @@ def exec_op(mod):
 
 def call_op(mod, fn, *args):
     interp = mod.create()
-    interp.exec(f'import sys; sys.path.insert(0, {str(HERE)!r})')
     return (lambda: interp.call(fn, *args)), interp.close
 
 
@@ -124,58 +120,18 @@ def rss_per_cycle(mod, cycles):
     return (rss_kib() - before) / cycles
 
 
-def fmt_time(s):
-    if s >= 1e-3:
-        return f'{s * 1e3:.2f} ms'
-    return f'{s * 1e6:.1f} µs'
-
-
-def report(results, markdown):
-    by_case = {}
-    for r in results:
-        by_case.setdefault(r['case'], []).append(r)
-    lines = []
-    if markdown:
-        lines.append('| operation | implementation | median | min | stdev | xinterp vs it |')
-        lines.append('|---|---|---|---|---|---|')
-    for case, rows in by_case.items():
-        ours = next((r for r in rows if r['impl'] == 'xinterp'), None)
-        for r in rows:
-            med, mn, sd = summary(r['samples'])
-            cmp = ''
-            if ours is not None and r is not ours:
-                om = summary(ours['samples'])[0]
-                p = mann_whitney_p(ours['samples'], r['samples'])
-                ratio = med / om
-                word = 'faster' if ratio >= 1 else 'slower'
-                ratio = ratio if ratio >= 1 else 1 / ratio
-                cmp = f'{ratio:.2f}x {word}, p={p:.1e}'
-            cells = [case, r['impl'], fmt_time(med), fmt_time(mn), fmt_time(sd), cmp]
-            if markdown:
-                lines.append('| ' + ' | '.join(cells) + ' |')
-            else:
-                lines.append(f'{cells[0]:<24} {cells[1]:<36} {cells[2]:>10} {cells[3]:>10} '
-                             f'{cells[4]:>10}  {cells[5]}')
-    return '\n'.join(lines)
-
-
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('--runs', type=int, default=15)
-    ap.add_argument('--quick', action='store_true', help='few runs and loops (a smoke test)')
-    ap.add_argument('--json', type=Path)
-    ap.add_argument('--markdown', action='store_true')
-    args = ap.parse_args()
-    runs = 3 if args.quick else args.runs
-    scale = 0.05 if args.quick else 1.0
+def run(runs=15, quick=False):
+    """Runs every case; returns (results, notes)."""
+    runs = 3 if quick else runs
+    scale = 0.05 if quick else 1.0
     n_create, n_round = max(2, int(20 * scale)), max(10, int(2000 * scale))
 
     cpy, cpy_name = cpython_interpreters()
     impls = [('xinterp', xinterp)]
     if cpy is not None:
         impls.append((cpy_name, cpy))
-    progress(f'Python {sys.version.split()[0]}; comparing: ' + ', '.join(n for n, _ in impls)
-             + ', multiprocessing (spawn pool)')
+    progress(f'interpreters, Python {sys.version.split()[0]}; comparing: '
+             + ', '.join(n for n, _ in impls) + ', multiprocessing (spawn pool)')
     results = []
     for name, mod in impls:
         measure('create + close', name, lambda: create_close_op(mod), runs, n_create, results)
@@ -192,22 +148,34 @@ def main():
     measure('call(mul, 6, 7) -> 42', 'multiprocessing Pool(1).apply',
             lambda: pool_op(mul, 6, 7), runs, n_round // 4, results)
 
-    rss = {}
+    notes = []
     cycles = max(5, int(100 * scale))
     for name, mod in impls:
         progress(f'  RSS kept per create+close: {name} ({cycles} cycles)')
-        rss[name] = rss_per_cycle(mod, cycles)
+        notes.append(f'RSS kept per create+close cycle, {name}: '
+                     f'{rss_per_cycle(mod, cycles):.0f} KiB')
+    return results, notes
 
-    print(report(results, args.markdown))
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog='python -m xinterp.bench.interp',
+                                 description=__doc__.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=15)
+    ap.add_argument('--quick', action='store_true', help='few runs and loops (a smoke test)')
+    ap.add_argument('--json', type=Path)
+    ap.add_argument('--markdown', action='store_true')
+    args = ap.parse_args(argv)
+    results, notes = run(args.runs, args.quick)
+    print(format_table(results, args.markdown))
     print()
-    for name, kib in rss.items():
-        print(f'RSS kept per create+close cycle, {name}: {kib:.0f} KiB')
+    print('\n'.join(notes))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({'python': sys.version, 'results': results,
-                                         'rss_kib_per_cycle': rss}, indent=1))
+                                         'notes': notes}, indent=1))
         progress(f'JSON in {args.json}')
+    return 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())
