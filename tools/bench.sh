@@ -49,6 +49,8 @@ for version in 3.13.0 3.12.1; do
   fi
   echo "bench: pip install .[bench] into $venv"
   "$venv/bin/pip" install -q ".[bench]"
-  "$venv/bin/python" -m xinterp bench --runs "$RUNS" "${QUICK[@]}" \
+  HOT=()
+  [ "$short" = 3.13 ] && [ ${#QUICK[@]} = 0 ] && HOT=(--hotpath)
+  "$venv/bin/python" -m xinterp bench --runs "$RUNS" "${QUICK[@]}" "${HOT[@]}" \
     --out "build/bench-results/python-$short"
 done

@@ -6,6 +6,7 @@ Python has them (3.13: ``test.support.interpreters`` and its queues; 3.12: ``_xx
 and beside ``multiprocessing``, each case repeated; median, best and stdev over runs, and for
 every comparison a ratio with a Mann-Whitney U p-value and a significance verdict. Writes
 ``results.json``, ``results.md`` and, if matplotlib is installed, ``results.png`` into --out.
+With --hotpath, also the no-hot-path-cost check (``xinterp.bench.hotpath``, pyperf).
 """
 
 import argparse
@@ -72,6 +73,8 @@ def main(argv=None):
     ap.add_argument('--out', type=Path, default=Path('xinterp-bench'),
                     help='folder for results.json, results.md, results.png')
     ap.add_argument('--only', choices=['interp', 'queues'], help='one part of the suite')
+    ap.add_argument('--hotpath', action='store_true',
+                    help='also the no-hot-path-cost check (pyperf; about 2 minutes)')
     args = ap.parse_args(argv)
     if args.runs < 2:
         ap.error('--runs must be at least 2 (spread needs two samples)')
@@ -95,6 +98,9 @@ def main(argv=None):
         f'Python {sys.version.split()[0]}\n\n' + format_table(results, markdown=True) + '\n\n'
         + '\n'.join(f'- {n}' for n in notes) + '\n')
     wrote_png = chart(results, args.out / 'results.png')
+    if args.hotpath:
+        from . import hotpath
+        hotpath.main(['--fast', '--json', str(args.out / 'hotpath.json')])
     print(f'\nwrote {args.out}/results.json, results.md'
           + (', results.png' if wrote_png else ' (no PNG: pip install matplotlib)')
           + f' in {time.perf_counter() - t0:.0f} s', file=sys.stderr)

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import xinterp
 
-from .helpers import mul, noop
+import os
+
+from .helpers import cpu_task, mul, noop
 from .stats import format_table
 
 
@@ -147,6 +149,45 @@ def run(runs=15, quick=False):
             n_round, results)
     measure('call(mul, 6, 7) -> 42', 'multiprocessing Pool(1).apply',
             lambda: pool_op(mul, 6, 7), runs, n_round // 4, results)
+
+    # Start-up: a ready interpreter from the warm pool, against creating one.
+    from xinterp import pool
+
+    def acquire_release():
+        pool.release(pool.acquire())
+
+    measure('acquire from warm pool', 'xinterp', lambda: (acquire_release, lambda: None),
+            runs, n_round, results)
+
+    # Parallel speed-up of the executor on CPU-bound pure Python, start-up included (a new
+    # executor each run, over the warm pool), against the same tasks one after another.
+    workers = os.cpu_count() or 2
+    task_n = max(20_000, int(2_000_000 * scale))
+    tasks = [task_n] * (2 * workers)
+    with xinterp.InterpreterPoolExecutor(workers) as ex:  # warm the pool
+        list(ex.map(cpu_task, [1000] * workers))
+
+    def speedup(make_pool):
+        t0 = time.perf_counter()
+        for n in tasks:
+            cpu_task(n)
+        serial = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with make_pool() as ex:
+            list(ex.map(cpu_task, tasks))
+        return serial / (time.perf_counter() - t0)
+
+    def sample(name, make_pool):
+        progress(f'  executor speed-up: {name} ({runs} runs)')
+        results.append({'case': f'executor speed-up, {workers} workers', 'impl': name,
+                        'unit': 'x', 'samples': [speedup(make_pool) for _ in range(runs)],
+                        'higher_is_better': True})
+
+    import concurrent.futures
+    sample('xinterp', lambda: xinterp.InterpreterPoolExecutor(workers))
+    sample('multiprocessing ProcessPoolExecutor (spawn)',
+           lambda: concurrent.futures.ProcessPoolExecutor(
+               workers, mp_context=multiprocessing.get_context('spawn')))
 
     notes = []
     cycles = max(5, int(100 * scale))
