@@ -79,6 +79,9 @@ std::shared_ptr<InterpRecord> PythonEngine::register_current(Status* status) {
   return add_record(interp, whence, /*created=*/false, status);
 }
 
+// Known debt: an interpreter xinterp did not create is unregistered only here, from its xinterp
+// module's m_free. If that module object outlived the interpreter's end (leaked in a cycle that
+// finalization did not break), its record and core owner would point at a freed interpreter.
 void PythonEngine::forget_current() noexcept {
   PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
   std::shared_ptr<InterpRecord> rec = find(interp);
