@@ -75,11 +75,20 @@ def _unbound_flag(unbounditems):
             f'got {unbounditems!r}') from None
 
 
-def create(maxsize=0, *, unbounditems=UNBOUND):
-    """Return a new cross-interpreter queue; maxsize 0 means unbounded."""
+def create(maxsize=0, *, unbounditems=UNBOUND, syncobj=False, unbound=None):
+    """Return a new cross-interpreter queue; maxsize 0 means unbounded.
+
+    3.13's draft spellings work too: ``unbound=`` for ``unbounditems=``, and ``syncobj=True``
+    (put only natively shareable objects, never pickle; NotShareableError otherwise), which
+    is also accepted per put().
+    """
     if not isinstance(maxsize, int):
         raise TypeError(f'maxsize must be an int, got {maxsize!r}')
-    qid = _xinterp.queue_create(maxsize, _unbound_flag(unbounditems))
+    if unbound is not None:
+        if unbounditems is not UNBOUND:
+            raise TypeError('give unbounditems or unbound, not both')
+        unbounditems = unbound
+    qid = _xinterp.queue_create(maxsize, _unbound_flag(unbounditems), bool(syncobj))
     try:
         return Queue(qid)
     finally:
@@ -156,15 +165,18 @@ class Queue:
     def qsize(self):
         return self._info()[0]
 
-    def put(self, obj, block=True, timeout=None, *, unbounditems=None):
+    def put(self, obj, block=True, timeout=None, *, unbounditems=None, syncobj=None,
+            unbound=None):
         """Add obj to the queue, waiting for room if it is full (up to timeout seconds).
 
         Raises QueueFull when no room came in time (or at once with block=False).
         """
-        return self._handle.put(obj, block, timeout, unbounditems=unbounditems)
+        return self._handle.put(obj, block, timeout, unbounditems=unbounditems,
+                                syncobj=syncobj, unbound=unbound)
 
-    def put_nowait(self, obj, *, unbounditems=None):
-        return self._handle.put_nowait(obj, unbounditems=unbounditems)
+    def put_nowait(self, obj, *, unbounditems=None, syncobj=None, unbound=None):
+        return self._handle.put_nowait(obj, unbounditems=unbounditems, syncobj=syncobj,
+                                       unbound=unbound)
 
     def get(self, block=True, timeout=None):
         """Return the next item, waiting for one if the queue is empty (up to timeout seconds).

@@ -15,6 +15,7 @@
 #include "cpython_private.h"
 #include "execution.h"
 #include "python_engine.h"
+#include "channel_registry.h"
 #include "queue_registry.h"
 #include "shared_buffer.h"
 #include "xinterp/owner.h"
@@ -37,6 +38,9 @@ struct ModuleState {
   PyObject* queue_empty;
   PyObject* queue_full;
   PyObject* item_destroyed;   // ItemInterpreterDestroyed
+  // Set by xinterp.channels at import: ChannelError, ChannelNotFoundError, ChannelEmptyError,
+  // ChannelClosedError, ChannelNotEmptyError.
+  PyObject* channel_exc[5];
   PyObject* unbound_objs[3];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
   // This interpreter's record (kept for the queues' hot path).
   std::shared_ptr<InterpRecord>* self;
@@ -390,14 +394,18 @@ bool parse_unbound(PyObject* arg, UnboundOp* out) {
 PyObject* mod_queue_create(PyObject*, PyObject* args) {
   Py_ssize_t maxsize;
   PyObject* unbound_obj;
-  if (!PyArg_ParseTuple(args, "nO:queue_create", &maxsize, &unbound_obj)) return nullptr;
+  int syncobj = 0;
+  if (!PyArg_ParseTuple(args, "nO|p:queue_create", &maxsize, &unbound_obj, &syncobj)) {
+    return nullptr;
+  }
   if (maxsize < 0) {
     PyErr_SetString(PyExc_ValueError, "maxsize must be 0 (unbounded) or positive");
     return nullptr;
   }
   UnboundOp unbound;
   if (!parse_unbound(unbound_obj, &unbound)) return nullptr;
-  return PyLong_FromLongLong(QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound));
+  return PyLong_FromLongLong(
+      QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound, syncobj != 0));
 }
 
 PyObject* mod_queue_release(PyObject*, PyObject* arg) {
@@ -530,7 +538,7 @@ bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, Unbound
 }
 
 PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout_obj,
-                    PyObject* unbound_obj) {
+                    PyObject* unbound_obj, PyObject* syncobj_obj) {
   PyObject* module = handle_module(self);
   if (module == nullptr) return nullptr;
   ModuleState* st = state_of(module);
@@ -539,8 +547,14 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
   UnboundOp unbound;
   if (!parse_unbounditems(st, unbound_obj, q.unbound, &unbound)) return nullptr;
+  bool syncobj = q.syncobj;
+  if (syncobj_obj != nullptr && syncobj_obj != Py_None) {
+    const int v = PyObject_IsTrue(syncobj_obj);
+    if (v < 0) return nullptr;
+    syncobj = v != 0;
+  }
   QueueItem item;
-  Status s = encode(obj, Fallback::kFull, &item.value);
+  Status s = encode(obj, syncobj ? Fallback::kNone : Fallback::kFull, &item.value);
   if (!s.ok()) return raise(module, s);
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;
@@ -596,23 +610,41 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   return decode(item.value);
 }
 
-// put(obj, block=True, timeout=None, *, unbounditems=None)
-PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
-  static const char* const names[] = {"obj", "block", "timeout", "unbounditems"};
-  PyObject* a[4];
-  if (!parse_params("put", args, nargs, kw, names, 4, 3, 1, a)) return nullptr;
-  const int block = a[1] ? PyObject_IsTrue(a[1]) : 1;
-  if (block < 0) return nullptr;
-  return queue_put(self, a[0], block != 0, a[2], a[3]);
+// The unbound policy given as 3.14's `unbounditems` or the 3.13 draft's `unbound`.
+bool pick_unbound(PyObject* unbounditems, PyObject* unbound, PyObject** out) {
+  const bool a = unbounditems != nullptr && unbounditems != Py_None;
+  const bool b = unbound != nullptr && unbound != Py_None;
+  if (a && b) {
+    PyErr_SetString(PyExc_TypeError, "give unbounditems or unbound, not both");
+    return false;
+  }
+  *out = a ? unbounditems : (b ? unbound : nullptr);
+  return true;
 }
 
-// put_nowait(obj, *, unbounditems=None)
+// put(obj, block=True, timeout=None, *, unbounditems=None, syncobj=None, unbound=None)
+// (syncobj and unbound are the 3.13 draft's spellings.)
+PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
+  static const char* const names[] = {"obj", "block", "timeout", "unbounditems", "syncobj",
+                                      "unbound"};
+  PyObject* a[6];
+  if (!parse_params("put", args, nargs, kw, names, 6, 3, 1, a)) return nullptr;
+  const int block = a[1] ? PyObject_IsTrue(a[1]) : 1;
+  if (block < 0) return nullptr;
+  PyObject* unbound;
+  if (!pick_unbound(a[3], a[5], &unbound)) return nullptr;
+  return queue_put(self, a[0], block != 0, a[2], unbound, a[4]);
+}
+
+// put_nowait(obj, *, unbounditems=None, syncobj=None, unbound=None)
 PyObject* handle_put_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
                             PyObject* kw) {
-  static const char* const names[] = {"obj", "unbounditems"};
-  PyObject* a[2];
-  if (!parse_params("put_nowait", args, nargs, kw, names, 2, 1, 1, a)) return nullptr;
-  return queue_put(self, a[0], false, nullptr, a[1]);
+  static const char* const names[] = {"obj", "unbounditems", "syncobj", "unbound"};
+  PyObject* a[4];
+  if (!parse_params("put_nowait", args, nargs, kw, names, 4, 1, 1, a)) return nullptr;
+  PyObject* unbound;
+  if (!pick_unbound(a[1], a[3], &unbound)) return nullptr;
+  return queue_put(self, a[0], false, nullptr, unbound, a[2]);
 }
 
 // get(block=True, timeout=None)
@@ -651,9 +683,10 @@ void handle_dealloc(PyObject* self) {
 
 PyMethodDef kHandleMethods[] = {
     {"put", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_put)),
-     METH_FASTCALL | METH_KEYWORDS, "put(obj, block=True, timeout=None, *, unbounditems=None)"},
+     METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None, *, unbounditems=None, syncobj=None, unbound=None)"},
     {"put_nowait", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_put_nowait)),
-     METH_FASTCALL | METH_KEYWORDS, "put_nowait(obj, *, unbounditems=None)"},
+     METH_FASTCALL | METH_KEYWORDS, "put_nowait(obj, *, unbounditems=None, syncobj=None, unbound=None)"},
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_get)),
      METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
     {"get_nowait", handle_get_nowait, METH_NOARGS, "get_nowait()"},
@@ -731,6 +764,161 @@ PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
   Py_XSETREF(st->queue_not_found, Py_NewRef(not_found));
   Py_XSETREF(st->queue_empty, Py_NewRef(empty));
   Py_XSETREF(st->queue_full, Py_NewRef(full));
+  Py_RETURN_NONE;
+}
+
+// --- channels -------------------------------------------------------------------------------
+
+enum ChannelExc { kChannelError, kChannelNotFound, kChannelEmpty, kChannelClosed, kChannelNotEmpty };
+
+PyObject* channel_error(PyObject* module, ChannelExc which, const char* fmt, long long id) {
+  PyObject* type = state_of(module)->channel_exc[which];
+  PyErr_Format(type ? type : PyExc_RuntimeError, fmt, id);
+  return nullptr;
+}
+
+std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
+  auto ch = ChannelRegistry::get().find(id);
+  if (ch == nullptr) {
+    if (ChannelRegistry::get().existed(id)) {
+      channel_error(module, kChannelClosed, "channel %lld is closed", id);
+    } else {
+      channel_error(module, kChannelNotFound, "channel %lld not found", id);
+    }
+  }
+  return ch;
+}
+
+PyObject* channel_result_error(PyObject* module, ChannelResult r, int64_t id) {
+  switch (r) {
+    case ChannelResult::kTimeout:
+      PyErr_SetString(PyExc_TimeoutError, "timed out");
+      return nullptr;
+    case ChannelResult::kClosed:
+      return channel_error(module, kChannelClosed, "channel %lld is closed", id);
+    case ChannelResult::kEmpty:
+      return channel_error(module, kChannelEmpty, "channel %lld is empty", id);
+    case ChannelResult::kNotEmpty:
+      return channel_error(module, kChannelNotEmpty, "channel %lld may not be closed "
+                                                     "while it still has items", id);
+    case ChannelResult::kNotFound:
+      return channel_error(module, kChannelNotFound, "channel %lld not found", id);
+    case ChannelResult::kOk:
+      break;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_channel_create(PyObject*, PyObject* arg) {
+  UnboundOp unbound;
+  if (!parse_unbound(arg, &unbound)) return nullptr;
+  return PyLong_FromLongLong(ChannelRegistry::get().create(unbound));
+}
+
+// channel_send(id, obj, unbound (0 = default), wait, timeout, buffer_only)
+PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 6) {
+    PyErr_SetString(PyExc_TypeError, "channel_send(id, obj, unbound, wait, timeout, buffer_only)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id)) return nullptr;
+  auto ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  UnboundOp unbound = ch->unbound;
+  if (!(PyLong_Check(args[2]) && PyLong_AsLong(args[2]) == 0) && !parse_unbound(args[2], &unbound)) {
+    return nullptr;
+  }
+  const int wait = PyObject_IsTrue(args[3]);
+  const int buffer_only = PyObject_IsTrue(args[5]);
+  if (wait < 0 || buffer_only < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_queue_timeout(args[4], &timeout)) return nullptr;
+  if (buffer_only && !PyObject_CheckBuffer(args[1])) {
+    PyErr_Format(PyExc_TypeError, "send_buffer() needs an object with the buffer protocol, "
+                                  "got %.200s", Py_TYPE(args[1])->tp_name);
+    return nullptr;
+  }
+  ChannelItem item;
+  Status s = encode(args[1], Fallback::kFull, &item.value);
+  if (!s.ok()) return raise(module, s);
+  item.sender = (*state_of(module)->self)->py_id;
+  item.unbound = unbound;
+  ChannelResult r;
+  Py_BEGIN_ALLOW_THREADS
+  r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
+  Py_END_ALLOW_THREADS
+  return channel_result_error(module, r, id);
+}
+
+// channel_recv(id, block, timeout) -> (found, obj, unbound_state)
+PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id)) return nullptr;
+  auto ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  const int block = PyObject_IsTrue(args[1]);
+  if (block < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_queue_timeout(args[2], &timeout)) return nullptr;
+  if (!block) timeout = std::chrono::nanoseconds::zero();
+  ChannelItem item;
+  ChannelResult r;
+  Py_BEGIN_ALLOW_THREADS
+  r = ChannelRegistry::get().recv(*ch, &item, timeout);
+  Py_END_ALLOW_THREADS
+  if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
+  if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
+  if (item.unbound_state != 0) {
+    return Py_BuildValue("(OOi)", Py_True, Py_None, static_cast<int>(item.unbound_state));
+  }
+  PyObject* obj = decode(item.value);
+  if (obj == nullptr) return nullptr;
+  return Py_BuildValue("(ONi)", Py_True, obj, 0);
+}
+
+// channel_close(id, send, recv, force)
+PyObject* mod_channel_close(PyObject* module, PyObject* args) {
+  long long id;
+  int send = 0, recv = 0, force = 0;
+  if (!PyArg_ParseTuple(args, "Lppp", &id, &send, &recv, &force)) return nullptr;
+  ChannelResult r = ChannelRegistry::get().close(id, send, recv, force);
+  return channel_result_error(module, r, id);
+}
+
+// channel_info(id) -> (state: 0 open, 1 closing, 2 closed, count, unbound)
+PyObject* mod_channel_info(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id)) return nullptr;
+  auto ch = ChannelRegistry::get().find(id);
+  if (ch == nullptr) return Py_BuildValue("(ini)", 2, static_cast<Py_ssize_t>(0), 1);
+  (void)module;
+  return Py_BuildValue("(ini)", static_cast<int>(ch->state.load()),
+                       static_cast<Py_ssize_t>(ch->items.size()), static_cast<int>(ch->unbound));
+}
+
+PyObject* mod_channel_list_all(PyObject*, PyObject*) {
+  auto all = ChannelRegistry::get().all();
+  PyObject* list = PyList_New(0);
+  for (size_t k = 0; list != nullptr && k < all.size(); ++k) {
+    if (all[k]->state.load() == ChannelState::kClosed) continue;
+    PyObject* item = Py_BuildValue("(Li)", static_cast<long long>(all[k]->id),
+                                   static_cast<int>(all[k]->unbound));
+    if (item == nullptr || PyList_Append(list, item) < 0) Py_CLEAR(list);
+    Py_XDECREF(item);
+  }
+  return list;
+}
+
+PyObject* mod_set_channel_exceptions(PyObject* module, PyObject* args) {
+  ModuleState* st = state_of(module);
+  PyObject* e[5];
+  if (!PyArg_ParseTuple(args, "OOOOO", &e[0], &e[1], &e[2], &e[3], &e[4])) return nullptr;
+  for (int k = 0; k < 5; ++k) Py_XSETREF(st->channel_exc[k], Py_NewRef(e[k]));
   Py_RETURN_NONE;
 }
 
@@ -812,6 +1000,15 @@ PyMethodDef kMethods[] = {
     {"queue_handle", mod_queue_handle, METH_O, "queue_handle(id) -> a handle with one reference"},
     {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},
     {"_set_queue_exceptions", mod_set_queue_exceptions, METH_VARARGS, "internal"},
+    {"channel_create", mod_channel_create, METH_O, "channel_create(unbound) -> id"},
+    {"channel_send", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_channel_send)),
+     METH_FASTCALL, "channel_send(id, obj, unbound, wait, timeout, buffer_only)"},
+    {"channel_recv", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_channel_recv)),
+     METH_FASTCALL, "channel_recv(id, block, timeout) -> (found, obj, unbound_state)"},
+    {"channel_close", mod_channel_close, METH_VARARGS, "channel_close(id, send, recv, force)"},
+    {"channel_info", mod_channel_info, METH_O, "channel_info(id) -> (state, count, unbound)"},
+    {"channel_list_all", mod_channel_list_all, METH_NOARGS, "[(id, unbound)]"},
+    {"_set_channel_exceptions", mod_set_channel_exceptions, METH_VARARGS, "internal"},
     {"_shutdown", mod_shutdown, METH_NOARGS, "close every interpreter xinterp created"},
     {"_post_test_calls", mod_post_test_calls, METH_VARARGS, "test hook"},
     {"_test_counters", mod_test_counters, METH_NOARGS, "test hook"},
@@ -875,6 +1072,7 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   Py_VISIT(st->queue_empty);
   Py_VISIT(st->queue_full);
   Py_VISIT(st->item_destroyed);
+  for (PyObject* o : st->channel_exc) Py_VISIT(o);
   for (PyObject* o : st->unbound_objs) Py_VISIT(o);
   return 0;
 }
@@ -891,6 +1089,7 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->queue_empty);
   Py_CLEAR(st->queue_full);
   Py_CLEAR(st->item_destroyed);
+  for (PyObject*& o : st->channel_exc) Py_CLEAR(o);
   for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
   return 0;
 }

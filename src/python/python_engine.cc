@@ -9,6 +9,7 @@
 #include <map>
 
 #include "cpython_private.h"
+#include "channel_registry.h"
 #include "queue_registry.h"
 #include "shared_buffer.h"
 #include "thread_switch.h"
@@ -230,6 +231,7 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) 
   // Its buffers still in queues follow their unbound policy; their releases are posted to it
   // and run by finish_close() below, inside it.
   QueueRegistry::get().sender_closed(rec->py_id);
+  ChannelRegistry::get().sender_closed(rec->py_id);
   CallerRelease caller;  // the caller's GIL is released from here on
   owner.begin_close();
   owner.wait_until_unused();  // the housekeeper's visit, if any, ends
@@ -365,8 +367,9 @@ void PythonEngine::shutdown() {
       if (rec->created_by_xinterp) ours.push_back(rec);
     }
   }
-  // Threads blocked in Queue.get/put wake with an error.
+  // Threads blocked in Queue.get/put or a channel's send/recv wake with an error.
   QueueRegistry::get().shutdown();
+  ChannelRegistry::get().shutdown();
   // Interrupt code still running in ours (daemon threads' calls): a pending call raises
   // SystemExit into it, so the call returns to its thread with ExecutionFailed.
   bool any_running = false;

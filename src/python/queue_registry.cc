@@ -13,10 +13,10 @@ QueueRegistry& QueueRegistry::get() {
   return *registry;
 }
 
-int64_t QueueRegistry::create(size_t maxsize, UnboundOp unbound) {
+int64_t QueueRegistry::create(size_t maxsize, UnboundOp unbound, bool syncobj) {
   std::lock_guard<std::mutex> lock(mu_);
   const int64_t id = next_id_++;
-  auto q = std::make_shared<XQueue>(id, maxsize, unbound);
+  auto q = std::make_shared<XQueue>(id, maxsize, unbound, syncobj);
   q->refs = 1;
   queues_.emplace(id, std::move(q));
   return id;

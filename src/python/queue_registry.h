@@ -43,10 +43,12 @@ struct QueueItem {
 };
 
 struct XQueue {
-  XQueue(int64_t id, size_t maxsize, UnboundOp unbound) : id(id), items(maxsize), unbound(unbound) {}
+  XQueue(int64_t id, size_t maxsize, UnboundOp unbound, bool syncobj)
+      : id(id), items(maxsize), unbound(unbound), syncobj(syncobj) {}
   const int64_t id;
   BlockingQueue<QueueItem> items;
   const UnboundOp unbound;  // the default for put()
+  const bool syncobj;       // the default for put(): shareable objects only, no pickle
   int64_t refs = 0;         // under the registry's mutex
 };
 
@@ -54,7 +56,7 @@ class QueueRegistry {
  public:
   static QueueRegistry& get();
 
-  int64_t create(size_t maxsize, UnboundOp unbound);  // with one reference
+  int64_t create(size_t maxsize, UnboundOp unbound, bool syncobj);  // with one reference
   std::shared_ptr<XQueue> find(int64_t id);
   bool bind(int64_t id);     // one more reference; false if no such queue
   void release(int64_t id);  // one less; the last destroys the queue

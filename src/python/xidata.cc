@@ -2,6 +2,8 @@
 
 #include <marshal.h>
 
+#include <utility>
+
 #include "queue_registry.h"
 #include "shared_buffer.h"
 
@@ -135,6 +137,14 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
     out->kind = XValue::Kind::kInterpreter;
     out->i = id;
     return 1;
+  }
+  for (const auto& [cls, kind] : {std::pair{"RecvChannel", XValue::Kind::kRecvChannel},
+                                  std::pair{"SendChannel", XValue::Kind::kSendChannel}}) {
+    if (int64_t id = xinterp_object_id(obj, "xinterp.channels", cls); id >= 0) {
+      out->kind = kind;
+      out->i = id;
+      return 1;
+    }
   }
   if (int64_t id = xinterp_object_id(obj, "xinterp.queues", "Queue"); id >= 0) {
     if (probe) return 1;
@@ -361,11 +371,21 @@ PyObject* decode(const XValue& value) {
       return PyBytes_FromStringAndSize(static_cast<const char*>(value.buffer->buf()),
                                        value.buffer->len());
     case XValue::Kind::kQueue:
-    case XValue::Kind::kInterpreter: {
-      const bool queue = value.kind == XValue::Kind::kQueue;
-      PyObject* mod = PyImport_ImportModule(queue ? "xinterp.queues" : "xinterp");
+    case XValue::Kind::kInterpreter:
+    case XValue::Kind::kRecvChannel:
+    case XValue::Kind::kSendChannel: {
+      const char* module = "xinterp";
+      const char* name = "Interpreter";
+      if (value.kind == XValue::Kind::kQueue) {
+        module = "xinterp.queues";
+        name = "Queue";
+      } else if (value.kind != XValue::Kind::kInterpreter) {
+        module = "xinterp.channels";
+        name = value.kind == XValue::Kind::kRecvChannel ? "RecvChannel" : "SendChannel";
+      }
+      PyObject* mod = PyImport_ImportModule(module);
       if (mod == nullptr) return nullptr;
-      PyObject* cls = PyObject_GetAttrString(mod, queue ? "Queue" : "Interpreter");
+      PyObject* cls = PyObject_GetAttrString(mod, name);
       Py_DECREF(mod);
       if (cls == nullptr) return nullptr;
       PyObject* obj = PyObject_CallFunction(cls, "L", static_cast<long long>(value.i));

@@ -4,8 +4,8 @@
 // Natively shareable (PEP 734 is_shareable()):
 //   - self-contained, copied into interpreter-neutral storage, depending on no interpreter once
 //     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply), exact
-//     types only (subclasses fall back); also xinterp Queue and Interpreter objects (by id; a
-//     Queue in transit keeps its queue alive);
+//     types only (subclasses fall back); also xinterp Queue, Interpreter and channel-end
+//     objects (by id; a Queue in transit keeps its queue alive);
 //   - borrowed without a copy: any other object exporting the buffer protocol (bytearray,
 //     memoryview, array.array, mmap, ...), C-contiguous. The receiver gets a memoryview over the
 //     same memory; the sender's buffer is held until that view and every copy of the value are
@@ -50,6 +50,7 @@ struct XValue {
     kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction,
     kBuffer, kQueue, kInterpreter,
     kBytesBorrow,  // a large bytes object of the sender, read in place (see above)
+    kRecvChannel, kSendChannel,  // channel ends, by channel id (i)
   };
   Kind kind = Kind::kNone;
   bool b = false;
