@@ -13,6 +13,7 @@
 // Threading: every function is thread-safe; blocking ones are called without a GIL.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -29,8 +30,8 @@ namespace xinterp::python {
 struct ChannelAck {
   std::mutex mu;
   std::condition_variable cv;
-  bool received = false;   // under mu
-  bool withdrawn = false;  // under mu: the sender gave up (timeout)
+  std::atomic<bool> received{false};  // written under mu; read without it to spin
+  bool withdrawn = false;             // under mu: the sender gave up (timeout)
 };
 
 struct ChannelItem {

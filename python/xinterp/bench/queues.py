@@ -40,6 +40,10 @@ class XinterpImpl:
     def queue(self):
         return xinterp.create_queue()
 
+    def channel(self):
+        from xinterp import channels
+        return channels.create()
+
     def start(self, interp, source):
         """Runs source in interp on a new thread; returns the thread."""
         t = threading.Thread(target=interp.exec, args=(source,))
@@ -52,14 +56,17 @@ class CPythonImpl:
 
     def __init__(self):
         from test.support import interpreters
-        from test.support.interpreters import queues
-        self.interpreters, self.queues = interpreters, queues
+        from test.support.interpreters import channels, queues
+        self.interpreters, self.queues, self.channels = interpreters, queues, channels
 
     def create(self):
         interp = self.interpreters.create()
-        # 3.13 can only receive a Queue once its queue module is imported there.
-        interp.exec('from test.support.interpreters import queues')
+        # 3.13 can only receive a Queue or channel end once its module is imported there.
+        interp.exec('from test.support.interpreters import queues, channels')
         return interp
+
+    def channel(self):
+        return self.channels.create()
 
     def queue(self):
         # syncobj=True: share shareable items (ints, bytes, memoryviews) natively instead of
@@ -140,6 +147,43 @@ def round_trips(impl, n):
     return lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
 
 
+CHANNEL_RECV = 'for _ in range(n): r.recv()\n'
+CHANNEL_ECHO = 'for _ in range(n): s2.send(r1.recv())\n'
+
+
+def channel_stream(impl, n):
+    """Blocking send (a rendezvous) from main, recv in a sub: items per second."""
+    interp = impl.create()
+    r, s = impl.channel()
+    interp.prepare_main(r=r, n=n)
+    t = impl.start(interp, CHANNEL_RECV)
+    t0 = time.perf_counter()
+    for i in range(n):
+        s.send(i)
+    elapsed = time.perf_counter() - t0
+    t.join()
+    interp.close()
+    return n / elapsed
+
+
+def channel_round_trip(impl, n):
+    """send on one channel, echoed back on another by a sub: median µs per round trip."""
+    interp = impl.create()
+    r1, s1 = impl.channel()
+    r2, s2 = impl.channel()
+    interp.prepare_main(r1=r1, s2=s2, n=n)
+    t = impl.start(interp, CHANNEL_ECHO)
+    lat = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        s1.send_nowait(i)
+        r2.recv()
+        lat.append((time.perf_counter_ns() - t0) / 1000)
+    t.join()
+    interp.close()
+    return statistics.median(lat[n // 10:])
+
+
 def handover(impl, size, n):
     buf = bytearray(size)
     q = impl.queue()
@@ -210,6 +254,14 @@ def run(runs=10, quick=False):
         for impl in impls():
             measure(f'{label} hand-over (put+get)', impl.name, 'µs',
                 lambda: handover(impl, size, 20), False)
+    for impl in impls():
+        # CPython's channels sleep-poll 10 ms per empty recv: fewer items for them.
+        n = max(20, int(20_000 * scale)) if impl.name == 'xinterp' else 20
+        name = impl.name.replace('queues', 'channels')
+        measure('channel send+recv stream', name, 'items/s',
+                lambda: channel_stream(impl, n), True)
+        measure('channel round trip p50', name, 'µs',
+                lambda: channel_round_trip(impl, n), False)
     rel = []
     measure(f'{n_release} releases to idle owner', 'xinterp', 's',
         lambda: rel.append(idle_releases(n_release)) or rel[-1][0], False)
