@@ -1,6 +1,9 @@
 #include "channel_registry.h"
 
 #include <deque>
+#include <vector>
+
+#include "shared_buffer.h"
 #include <thread>
 
 namespace xinterp::python {
@@ -108,17 +111,31 @@ ChannelResult ChannelRegistry::recv(XChannel& ch, ChannelItem* out,
     }
     if (s == QueueStatus::kTimeout) return ChannelResult::kTimeout;
     const bool taken = acknowledge(*out);
+    // Drained after its send end closed: closed now (the last item is still delivered).
     if (ch.state.load() == ChannelState::kClosing && ch.items.size() == 0) {
-      ch.state.store(ChannelState::kClosed);  // drained after its send end closed
-      ch.items.close();
+      std::shared_ptr<XChannel> self = find(ch.id);
+      if (self != nullptr) finish_if_drained(self);
     }
     if (taken) return ChannelResult::kOk;
     *out = ChannelItem();  // withdrawn: skip it
   }
 }
 
+void ChannelRegistry::finish_if_drained(const std::shared_ptr<XChannel>& ch) {
+  if (ch->state.load() == ChannelState::kClosing && ch->items.size() == 0) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      channels_.erase(ch->id);
+    }
+    finish(ch);
+  }
+}
+
 void ChannelRegistry::finish(const std::shared_ptr<XChannel>& ch) {
-  ch->state.store(ChannelState::kClosed);
+  if (ch->state.exchange(ChannelState::kClosed) == ChannelState::kClosed &&
+      ch->items.closed()) {
+    return;  // already finished
+  }
   ch->items.close();
   std::deque<ChannelItem> rest = ch->items.take_all();
   for (ChannelItem& item : rest) {
@@ -137,7 +154,10 @@ ChannelResult ChannelRegistry::close(int64_t id, bool send_end, bool recv_end, b
   const bool empty = ch->items.size() == 0;
   if (!empty && !force) {
     if (recv_end || !send_end) return ChannelResult::kNotEmpty;
-    ch->state.store(ChannelState::kClosing);  // drains, then closes
+    ChannelState open = ChannelState::kOpen;
+    ch->state.compare_exchange_strong(open, ChannelState::kClosing);  // drains, then closes
+    // A receiver may have taken the last item since the size check: then nobody else would.
+    finish_if_drained(ch);
     return ChannelResult::kOk;
   }
   {
@@ -150,16 +170,21 @@ ChannelResult ChannelRegistry::close(int64_t id, bool send_end, bool recv_end, b
 
 void ChannelRegistry::sender_closed(int64_t sender) {
   for (const std::shared_ptr<XChannel>& ch : all()) {
+    // As for queues: nothing is destroyed under the channel's locks.
+    std::vector<XValue> dropped;
+    std::vector<std::shared_ptr<BufferBorrow>> released;
     std::deque<ChannelItem> removed = ch->items.remove_if([&](ChannelItem& item) {
       if (item.sender != sender || item.unbound_state != 0) return false;
-      item.value.copy_borrowed_bytes();
+      item.value.copy_borrowed_bytes(&released);
       if (!item.value.holds_borrow()) return false;
       if (item.unbound == UnboundOp::kRemove) return true;
       item.unbound_state = item.unbound == UnboundOp::kError ? 2 : 1;
+      dropped.push_back(std::move(item.value));
       item.value = XValue();
       return false;
     });
-    (void)removed;
+    // A closing channel that this emptied is closed now (its receivers must not wait forever).
+    finish_if_drained(ch);
   }
 }
 

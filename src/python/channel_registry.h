@@ -77,7 +77,9 @@ class ChannelRegistry {
   void shutdown();
 
  private:
-  void finish(const std::shared_ptr<XChannel>& ch);  // -> closed, items dropped
+  void finish(const std::shared_ptr<XChannel>& ch);  // -> closed, items dropped; idempotent
+  // Closing and empty -> unregistered and finished.
+  void finish_if_drained(const std::shared_ptr<XChannel>& ch);
   std::mutex mu_;
   int64_t next_id_ = 1;
   std::unordered_map<int64_t, std::shared_ptr<XChannel>> channels_;  // under mu_

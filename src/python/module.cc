@@ -867,10 +867,25 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   if (!parse_queue_timeout(args[2], &timeout)) return nullptr;
   if (!block) timeout = std::chrono::nanoseconds::zero();
   ChannelItem item;
+  // Waits in slices so that a signal handler (Ctrl-C in the main thread) gets to run.
+  using namespace std::chrono;
+  constexpr nanoseconds kSlice = milliseconds(100);
+  const auto start = steady_clock::now();
   ChannelResult r;
-  Py_BEGIN_ALLOW_THREADS
-  r = ChannelRegistry::get().recv(*ch, &item, timeout);
-  Py_END_ALLOW_THREADS
+  while (true) {
+    std::optional<nanoseconds> slice = kSlice;
+    if (timeout) {
+      nanoseconds left = *timeout - (steady_clock::now() - start);
+      if (left < nanoseconds::zero()) left = nanoseconds::zero();
+      if (left <= kSlice) slice = left;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    r = ChannelRegistry::get().recv(*ch, &item, slice);
+    Py_END_ALLOW_THREADS
+    if (r != ChannelResult::kTimeout) break;
+    if (timeout && steady_clock::now() - start >= *timeout) break;
+    if (PyErr_CheckSignals() < 0) return nullptr;
+  }
   if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
   if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
   if (item.unbound_state != 0) {

@@ -39,13 +39,18 @@ PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {}
 
 std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* interp,
                                                        Whence whence, bool created,
-                                                       Status* status) {
+                                                       Status* status, PyThreadState* parked) {
   auto rec = std::make_shared<InterpRecord>();
   rec->interp = interp;
   rec->py_id = PyInterpreterState_GetID(interp);
   rec->whence = whence;
   rec->created_by_xinterp = created;
+  rec->parked = parked;
   std::lock_guard<std::mutex> lock(mu_);
+  if (created && shut_down_) {
+    *status = Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+    return nullptr;
+  }
   auto it = by_id_.find(rec->py_id);
   if (it != by_id_.end()) return it->second;
   rec->owner = runtime_->create_owner(rec.get());
@@ -87,6 +92,9 @@ void PythonEngine::forget_current() noexcept {
   PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
   std::shared_ptr<InterpRecord> rec = find(interp);
   if (rec == nullptr || rec->created_by_xinterp) return;  // ours are closed by close()
+  // Its lent buffers still queued follow their unbound policy, as for ours.
+  QueueRegistry::get().sender_closed(rec->py_id);
+  ChannelRegistry::get().sender_closed(rec->py_id);
   Owner& owner = *rec->owner;
   if (owner.begin_close()) {
     // The housekeeper may hold a use while it waits for this interpreter's GIL: let it in.
@@ -124,8 +132,25 @@ bool PythonEngine::is_shut_down() const {
   return shut_down_;
 }
 
+bool PythonEngine::begin_lifecycle_op() {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shut_down_) return false;
+  ++lifecycle_ops_;
+  return true;
+}
+
+void PythonEngine::end_lifecycle_op() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    --lifecycle_ops_;
+  }
+  lifecycle_cv_.notify_all();
+}
+
 Status PythonEngine::create(int64_t* py_id) {
-  if (is_shut_down()) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+  if (cpy::runtime_finalizing() || !begin_lifecycle_op()) {
+    return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+  }
   PyInterpreterConfig config = {};
   config.use_main_obmalloc = 0;
   config.allow_fork = 0;
@@ -139,21 +164,27 @@ Status PythonEngine::create(int64_t* py_id) {
   PyThreadState* tstate = nullptr;
   PyStatus st = Py_NewInterpreterFromConfig(&tstate, &config);
   if (PyStatus_Exception(st) || tstate == nullptr) {
+    end_lifecycle_op();
     caller.reattach();
     return Status::error(ErrorKind::kInterpreter,
                          std::string("interpreter creation failed: ") +
                              (st.err_msg ? st.err_msg : "unknown error"));
   }
+  // Detach first, keeping the creation thread state parked: the record becomes visible (to
+  // list_all, close, the housekeeper) only once nothing runs with that thread state.
+  PyInterpreterState* interp = PyThreadState_GetInterpreter(tstate);
+  PyEval_SaveThread();
   Status status;
-  std::shared_ptr<InterpRecord> rec =
-      add_record(PyThreadState_GetInterpreter(tstate), Whence::kStdlib, true, &status);
-  if (rec == nullptr) {
+  std::shared_ptr<InterpRecord> rec = add_record(interp, Whence::kStdlib, true, &status, tstate);
+  if (rec == nullptr) {  // shut down meanwhile, or too many interpreters
+    PyEval_RestoreThread(tstate);
     Py_EndInterpreter(tstate);
+    end_lifecycle_op();
     caller.reattach();
     return status;
   }
-  rec->parked = tstate;
-  PyEval_SaveThread();  // detach it; it stays the interpreter's parked thread state
+  // Done before re-taking the caller's GIL: at exit CPython may end this (daemon) thread there.
+  end_lifecycle_op();
   caller.reattach();
   *py_id = rec->py_id;
   return Status();
@@ -222,11 +253,13 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
     return Status::error(ErrorKind::kInterpreter,
                          "cannot close " + interp_name(py_id) + ": " + held);
   }
-  return close_locked_out(rec);
+  if (!begin_lifecycle_op()) return Status();  // shutting down: shutdown() ends it
+  return close_locked_out(rec, /*lifecycle_op=*/true);
 }
 
 // Closes an interpreter already marked closing (so no run can start in it).
-Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) {
+Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec,
+                                      bool lifecycle_op) {
   Owner& owner = *rec->owner;
   // Its buffers still in queues follow their unbound policy; their releases are posted to it
   // and run by finish_close() below, inside it.
@@ -269,6 +302,8 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec) 
 #endif
   Py_EndInterpreter(rec->parked);
   rec->parked = nullptr;
+  // Before re-taking the caller's GIL: at exit CPython may end this (daemon) thread there.
+  if (lifecycle_op) end_lifecycle_op();
   caller.reattach();
   return Status();
 }
@@ -366,6 +401,14 @@ void PythonEngine::shutdown() {
     for (const auto& [id, rec] : by_id_) {
       if (rec->created_by_xinterp) ours.push_back(rec);
     }
+  }
+  // create() and close() calls already under way finish first (new ones are refused now).
+  {
+    CallerRelease release;
+    std::unique_lock<std::mutex> lock(mu_);
+    lifecycle_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return lifecycle_ops_ == 0; });
+    lock.unlock();
+    release.reattach();
   }
   // Threads blocked in Queue.get/put or a channel's send/recv wake with an error.
   QueueRegistry::get().shutdown();

@@ -29,6 +29,7 @@
 #include <Python.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <string>
 #include <memory>
@@ -89,12 +90,17 @@ class PythonEngine final : public Engine {
  private:
   PythonEngine();
   static int on_cpython_pending(void* arg);
-  Status close_locked_out(const std::shared_ptr<InterpRecord>& rec);
+  Status close_locked_out(const std::shared_ptr<InterpRecord>& rec, bool lifecycle_op = false);
+  bool begin_lifecycle_op();  // false after shutdown
+  void end_lifecycle_op();
   // Waits (caller's GIL released) until no other interpreter holds one of rec's buffers;
   // otherwise describes who does.
   bool wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout, std::string* held);
+  // Registers an interpreter; `parked` is the thread state xinterp's own interpreters keep.
+  // Refused (nullptr, InterpreterError) for a new interpreter of ours after shutdown().
   std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence,
-                                           bool created, Status* status);
+                                           bool created, Status* status,
+                                           PyThreadState* parked = nullptr);
   void remove_record(const std::shared_ptr<InterpRecord>& rec);
 
   std::unique_ptr<Runtime> runtime_;
@@ -102,6 +108,11 @@ class PythonEngine final : public Engine {
   mutable std::mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_;  // under mu_
   bool shut_down_ = false;                                            // under mu_
+  // create() and close() calls in progress (they run Py_NewInterpreterFromConfig or
+  // Py_EndInterpreter); shutdown() waits for them, since CPython aborts if the runtime
+  // finalizes while one is half done.
+  int lifecycle_ops_ = 0;                                             // under mu_
+  std::condition_variable lifecycle_cv_;
   uint64_t stranded_at_exit_ = 0;                                     // under mu_
   uint64_t closed_with_borrows_at_exit_ = 0;                          // under mu_
 };

@@ -1,8 +1,10 @@
 #include "queue_registry.h"
 
 #include <deque>
+#include <vector>
 
 #include "python_engine.h"
+#include "shared_buffer.h"
 
 namespace xinterp::python {
 
@@ -60,16 +62,21 @@ std::vector<std::shared_ptr<XQueue>> QueueRegistry::all() {
 
 void QueueRegistry::sender_closed(int64_t sender) {
   for (const std::shared_ptr<XQueue>& q : all()) {
+    // Nothing may be destroyed under the queue's locks: a dropped value can release the last
+    // reference to a queue (even this one) or a borrow. Old values go here and die after.
+    std::vector<XValue> dropped;
+    std::vector<std::shared_ptr<BufferBorrow>> released;
     std::deque<QueueItem> removed = q->items.remove_if([&](QueueItem& item) {
       if (item.sender != sender || item.unbound_state != 0) return false;
-      item.value.copy_borrowed_bytes();  // self-contained values survive their sender
+      item.value.copy_borrowed_bytes(&released);  // self-contained values survive their sender
       if (!item.value.holds_borrow()) return false;
       if (item.unbound == UnboundOp::kRemove) return true;
       item.unbound_state = item.unbound == UnboundOp::kError ? 2 : 1;
-      item.value = XValue();  // the borrow goes back now, while its owner can still run it
+      dropped.push_back(std::move(item.value));  // the borrow goes back, after the lock
+      item.value = XValue();
       return false;
     });
-    (void)removed;  // destroyed here: their borrows go back too
+    // `removed`, `dropped` and `released` are destroyed here, outside the locks.
   }
 }
 

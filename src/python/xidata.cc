@@ -275,13 +275,13 @@ bool XValue::holds_borrow() const noexcept {
   return false;
 }
 
-void XValue::copy_borrowed_bytes() {
+void XValue::copy_borrowed_bytes(std::vector<std::shared_ptr<BufferBorrow>>* released) {
   if (kind == Kind::kBytesBorrow) {
     data.assign(static_cast<const char*>(buffer->buf()), static_cast<size_t>(buffer->len()));
     kind = Kind::kBytes;
-    buffer.reset();  // the borrow goes back to the sender
+    released->push_back(std::move(buffer));  // goes back to the sender once dropped
   }
-  for (XValue& item : items) item.copy_borrowed_bytes();
+  for (XValue& item : items) item.copy_borrowed_bytes(released);
 }
 
 bool is_natively_shareable(PyObject* obj) {

@@ -66,8 +66,9 @@ struct XValue {
   // sender in a way that copying cannot undo.
   bool holds_borrow() const noexcept;
   // Turns every kBytesBorrow (recursively) into a kBytes copy, so that the value no longer
-  // depends on its sender. Call while the sender still exists (its bytes are read).
-  void copy_borrowed_bytes();
+  // depends on its sender. Call while the sender still exists (its bytes are read). The borrows
+  // given up are moved to `released`, for the caller to drop outside any lock.
+  void copy_borrowed_bytes(std::vector<std::shared_ptr<BufferBorrow>>* released);
 };
 
 enum class Fallback : uint8_t { kNone, kFull };
