@@ -98,8 +98,8 @@ def create():
     It starts with its creator's sys.path (as multiprocessing's spawn does), so that functions
     from the caller's own modules can be called in it by reference.
     """
-    id = _xinterp.create()
-    interp = Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref=True)
+    id = _xinterp.create()  # comes with one owning reference, adopted here
+    interp = Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref='adopt')
     path = tuple(p for p in _sys.path if isinstance(p, str))
     interp.exec(f'import sys\nsys.path[:] = {path!r}\n')
     return interp
@@ -168,7 +168,9 @@ class Interpreter:
             self._id = id
             self._whence = _whence
             self._ownsref = False
-            if _ownsref:
+            if _ownsref == 'adopt':
+                self._ownsref = True  # create() took the reference for us
+            elif _ownsref:
                 _xinterp.incref(id)  # may raise InterpreterNotFoundError
                 self._ownsref = True
             _known[id] = self

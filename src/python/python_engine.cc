@@ -46,6 +46,10 @@ std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* inter
   rec->whence = whence;
   rec->created_by_xinterp = created;
   rec->parked = parked;
+  // One owning reference from the start, for the creator to adopt (the Python layer's first
+  // Interpreter object, or the C++ Interpreter): no window in which another thread's drop of
+  // the last reference could close it before its creator holds it.
+  rec->refs = created ? 1 : 0;
   std::lock_guard<std::mutex> lock(mu_);
   if (created && shut_down_) {
     *status = Status::error(ErrorKind::kInterpreter, "xinterp is shut down");

@@ -61,6 +61,7 @@ class PythonEngine final : public Engine {
   std::shared_ptr<InterpRecord> find(PyInterpreterState* interp) const;
   std::vector<std::shared_ptr<InterpRecord>> all() const;
 
+  // The new interpreter starts with one owning reference (see incref), held by the caller.
   Status create(int64_t* py_id);
   // Waits up to `borrow_timeout` for buffers of this interpreter held by other interpreters to
   // come back; if they do not, fails with InterpreterError naming them, and the interpreter
