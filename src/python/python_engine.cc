@@ -5,6 +5,8 @@
 #include <string>
 #include <thread>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <map>
 
@@ -18,6 +20,13 @@ namespace xinterp::python {
 namespace {
 
 std::string interp_name(int64_t id) { return "interpreter " + std::to_string(id); }
+
+Status inherited_error(int64_t id) {
+  return Status::error(ErrorKind::kInterpreter,
+                       "interpreter " + std::to_string(id) +
+                           " belongs to the parent process: it was inherited across fork() "
+                           "and cannot be used in the child (create a new one)");
+}
 
 Status not_found(int64_t id) {
   return Status::error(ErrorKind::kNotFound, "unrecognized interpreter ID " + std::to_string(id));
@@ -35,7 +44,36 @@ PythonEngine& PythonEngine::get() {
   return *engine;
 }
 
-PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {}
+extern "C" void xinterp_unlink_subinterpreters_in_fork_child(void);  // cpython_fork.c
+
+PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {
+  // Registered after the core's handlers (the Runtime above): ours prepare first and run last
+  // in the child, once the core has closed the owners of the interpreters the child loses.
+  pthread_atfork(&PythonEngine::before_fork, &PythonEngine::after_fork_parent,
+                 &PythonEngine::after_fork_child);
+}
+
+void PythonEngine::before_fork() { get().mu_.lock(); }
+
+void PythonEngine::after_fork_parent() { get().mu_.unlock(); }
+
+// Fork (DESIGN.md, contract line 8): the child keeps the main interpreter only. Its copies of
+// the parent's sub-interpreters are taken out of CPython's list before CPython's own after-fork
+// cleanup (which aborts on them), and their records refuse any use with a clear error.
+void PythonEngine::after_fork_child() {
+  PythonEngine& e = get();
+  xinterp_unlink_subinterpreters_in_fork_child();
+  for (auto& [id, rec] : e.by_id_) {
+    if (rec->whence == Whence::kRuntime) continue;
+    rec->inherited = true;
+    rec->running.store(false, std::memory_order_relaxed);
+    rec->visit_tstates.clear();  // threads of the parent: gone
+    rec->parked = nullptr;
+    e.table_.erase(rec->interp);
+  }
+  e.lifecycle_ops_ = 0;
+  e.mu_.unlock();
+}
 
 std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* interp,
                                                        Whence whence, bool created,
@@ -245,6 +283,12 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (rec->closing) return not_found(py_id);
+    if (rec->inherited) {
+      // The parent owns it; the child just forgets its copy (never ends it).
+      rec->closing = true;
+      by_id_.erase(rec->py_id);
+      return Status();
+    }
     if (rec->running.load(std::memory_order_acquire)) {
       return Status::error(ErrorKind::kInterpreter, "interpreter running");
     }
@@ -322,6 +366,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+    if (rec->inherited) return inherited_error(py_id);
     if (rec->closing) return not_found(py_id);
     if (rec->running.load(std::memory_order_relaxed)) {
       return Status::error(ErrorKind::kInterpreter, "interpreter already running");
@@ -403,7 +448,7 @@ void PythonEngine::shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
     for (const auto& [id, rec] : by_id_) {
-      if (rec->created_by_xinterp) ours.push_back(rec);
+      if (rec->created_by_xinterp && !rec->inherited) ours.push_back(rec);
     }
   }
   // create() and close() calls already under way finish first (new ones are refused now).

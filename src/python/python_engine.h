@@ -91,6 +91,9 @@ class PythonEngine final : public Engine {
  private:
   PythonEngine();
   static int on_cpython_pending(void* arg);
+  static void before_fork();
+  static void after_fork_parent();
+  static void after_fork_child();
   Status close_locked_out(const std::shared_ptr<InterpRecord>& rec, bool lifecycle_op = false);
   bool begin_lifecycle_op();  // false after shutdown
   void end_lifecycle_op();
