@@ -14,10 +14,14 @@
 #               .venv-3.13, then pytest (tests/python); and a CMake build against that CPython
 #               (build-py312 / build-py313) that builds and runs the C++ embedding example
 #               (ctest label "embed").
-# Run tools/setup.sh once first (CI does).
+# It first runs tools/setup.sh (installs what is missing; a quick check once all is there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$PWD"
+if ! bash tools/setup.sh; then
+  echo "tests: 0 passed, 1 failed (tools/setup.sh failed)"
+  exit 1
+fi
 export PATH="$ROOT/.venv-tools/bin:$PATH"
 QUICK=0
 [ "${1:-}" = "--quick" ] && QUICK=1

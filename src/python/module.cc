@@ -361,6 +361,11 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
     r = set_u64(out, "closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit());
   }
   if (r == 0) r = set_u64(out, "queues", QueueRegistry::get().all().size());
+  const FallbackStats fb = fallback_stats();
+  if (r == 0) r = set_u64(out, "fallback_pickled", fb.pickled);
+  if (r == 0) r = set_u64(out, "fallback_function_code", fb.function_code);
+  if (r == 0) r = set_u64(out, "fallback_buffer_copied", fb.buffer_copied);
+  if (r == 0) r = set_u64(out, "bytes_copied_out_at_sender_close", fb.bytes_copied_out);
   if (r < 0) {
     Py_XDECREF(out);
     return nullptr;
@@ -415,9 +420,12 @@ PyObject* mod_queue_release(PyObject*, PyObject* arg) {
   Py_RETURN_NONE;
 }
 
-// Waits in slices so that a signal handler (Ctrl-C in the main thread) gets to run.
-template <class Op>
-QueueStatus blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, bool* interrupted) {
+// Waits in slices so that a signal handler (Ctrl-C in the main thread) gets to run. op(slice)
+// does one wait without the GIL and returns `timed_out` when that slice ran out; used by the
+// queue and channel waits alike.
+template <class Op, class Result>
+Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result timed_out,
+                bool* interrupted) {
   using namespace std::chrono;
   constexpr nanoseconds kSlice = milliseconds(100);
   const auto start = steady_clock::now();
@@ -428,15 +436,15 @@ QueueStatus blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, boo
       if (left < nanoseconds::zero()) left = nanoseconds::zero();
       if (left <= kSlice) slice = left;
     }
-    QueueStatus s;
+    Result r;
     Py_BEGIN_ALLOW_THREADS
-    s = op(slice);
+    r = op(slice);
     Py_END_ALLOW_THREADS
-    if (s != QueueStatus::kTimeout) return s;
-    if (timeout && steady_clock::now() - start >= *timeout) return s;
+    if (r != timed_out) return r;
+    if (timeout && steady_clock::now() - start >= *timeout) return r;
     if (PyErr_CheckSignals() < 0) {
       *interrupted = true;
-      return s;
+      return r;
     }
   }
 }
@@ -564,7 +572,7 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
     // A refused put leaves `item` in place (BlockingQueue moves only on success).
     qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
       return q.items.put(std::move(item), t);
-    }, timeout, &interrupted);
+    }, timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs == QueueStatus::kOk) Py_RETURN_NONE;
   if (interrupted) return nullptr;
@@ -588,7 +596,7 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   bool interrupted = false;
   if (qs == QueueStatus::kEmpty && block) {
     qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q.items.get(&item, t); },
-                  timeout, &interrupted);
+                  timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs != QueueStatus::kOk) {
     if (interrupted) return nullptr;
@@ -867,25 +875,13 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   if (!parse_queue_timeout(args[2], &timeout)) return nullptr;
   if (!block) timeout = std::chrono::nanoseconds::zero();
   ChannelItem item;
-  // Waits in slices so that a signal handler (Ctrl-C in the main thread) gets to run.
-  using namespace std::chrono;
-  constexpr nanoseconds kSlice = milliseconds(100);
-  const auto start = steady_clock::now();
-  ChannelResult r;
-  while (true) {
-    std::optional<nanoseconds> slice = kSlice;
-    if (timeout) {
-      nanoseconds left = *timeout - (steady_clock::now() - start);
-      if (left < nanoseconds::zero()) left = nanoseconds::zero();
-      if (left <= kSlice) slice = left;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    r = ChannelRegistry::get().recv(*ch, &item, slice);
-    Py_END_ALLOW_THREADS
-    if (r != ChannelResult::kTimeout) break;
-    if (timeout && steady_clock::now() - start >= *timeout) break;
-    if (PyErr_CheckSignals() < 0) return nullptr;
-  }
+  bool interrupted = false;
+  ChannelResult r = blocking(
+      [&](std::optional<std::chrono::nanoseconds> t) {
+        return ChannelRegistry::get().recv(*ch, &item, t);
+      },
+      timeout, ChannelResult::kTimeout, &interrupted);
+  if (interrupted) return nullptr;
   if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
   if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
   if (item.unbound_state != 0) {

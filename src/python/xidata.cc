@@ -2,6 +2,8 @@
 
 #include <marshal.h>
 
+#include <atomic>
+
 #include <utility>
 
 #include "queue_registry.h"
@@ -11,6 +13,9 @@ namespace xinterp::python {
 namespace {
 
 constexpr int kMaxDepth = 200;
+
+std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0},
+    g_bytes_copied_out{0};
 
 // The object's `id` if it is an instance of xinterp.<cls> (Interpreter, queues.Queue), else -1.
 // Only looks in sys.modules: an interpreter that never imported xinterp has no such objects.
@@ -125,6 +130,7 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
       // Not C-contiguous: sent as a copy, arriving as bytes.
       PyObject* copy = PyBytes_FromObject(obj);
       if (copy == nullptr) return -1;
+      g_buffer_copied.fetch_add(1, std::memory_order_relaxed);
       out->kind = XValue::Kind::kBytes;
       out->data.assign(PyBytes_AS_STRING(copy), static_cast<size_t>(PyBytes_GET_SIZE(copy)));
       Py_DECREF(copy);
@@ -279,9 +285,19 @@ void XValue::copy_borrowed_bytes(std::vector<std::shared_ptr<BufferBorrow>>* rel
   if (kind == Kind::kBytesBorrow) {
     data.assign(static_cast<const char*>(buffer->buf()), static_cast<size_t>(buffer->len()));
     kind = Kind::kBytes;
+    g_bytes_copied_out.fetch_add(1, std::memory_order_relaxed);
     released->push_back(std::move(buffer));  // goes back to the sender once dropped
   }
   for (XValue& item : items) item.copy_borrowed_bytes(released);
+}
+
+FallbackStats fallback_stats() noexcept {
+  FallbackStats f;
+  f.pickled = g_pickled.load(std::memory_order_relaxed);
+  f.function_code = g_function_code.load(std::memory_order_relaxed);
+  f.buffer_copied = g_buffer_copied.load(std::memory_order_relaxed);
+  f.bytes_copied_out = g_bytes_copied_out.load(std::memory_order_relaxed);
+  return f;
 }
 
 bool is_natively_shareable(PyObject* obj) {
@@ -301,7 +317,11 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out) {
     return not_shareable(obj, "only None, bool, int, float, str, bytes, buffers, tuples of them, "
                               "queues and interpreters are");
   }
-  if (PyFunction_Check(obj) && needs_code_transport(obj)) return encode_function(obj, out);
+  if (PyFunction_Check(obj) && needs_code_transport(obj)) {
+    Status s = encode_function(obj, out);
+    if (s.ok()) g_function_code.fetch_add(1, std::memory_order_relaxed);
+    return s;
+  }
   PyObject* protocol = PyLong_FromLong(-1);
   PyObject* pickled = protocol ? call_module_function("pickle", "dumps", obj, protocol) : nullptr;
   Py_XDECREF(protocol);
@@ -318,6 +338,7 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out) {
     }
     return not_shareable(obj, why.c_str());
   }
+  g_pickled.fetch_add(1, std::memory_order_relaxed);
   out->kind = XValue::Kind::kPickled;
   out->data.assign(PyBytes_AS_STRING(pickled), static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
   Py_DECREF(pickled);

@@ -82,4 +82,13 @@ PyObject* decode(const XValue& value);
 // PEP 734 is_shareable(): natively shareable, no fallback.
 bool is_natively_shareable(PyObject* obj);
 
+// Every fallback taken, process-wide (xinterp.runtime_stats()).
+struct FallbackStats {
+  uint64_t pickled = 0;             // values sent through pickle
+  uint64_t function_code = 0;       // functions sent as their marshalled code
+  uint64_t buffer_copied = 0;       // buffers not C-contiguous: copied instead of lent
+  uint64_t bytes_copied_out = 0;    // large bytes copied out because their sender closed
+};
+FallbackStats fallback_stats() noexcept;
+
 }  // namespace xinterp::python

@@ -315,3 +315,27 @@ def test_large_bytes_are_read_in_place_and_still_survive_their_sender(q):
     s.close()  # copied out now: the remaining items survive
     assert q.get() == first
     assert q.get() == (1, first)
+
+
+def test_every_fallback_is_counted(interp, q):
+    def counts():
+        s = xinterp.runtime_stats()
+        return {k: s[k] for k in ('fallback_pickled', 'fallback_function_code',
+                                  'fallback_buffer_copied', 'bytes_copied_out_at_sender_close')}
+
+    c0 = counts()
+    q.put([1, 2])                               # not shareable: pickled
+    q.get()
+    interp.call(lambda: None)                   # a lambda travels as its code
+    q.put(memoryview(bytearray(b'abcdef'))[::2])  # not contiguous: copied, not lent
+    q.get()
+    s = xinterp.create()
+    s.prepare_main(q=q)
+    s.exec('q.put(bytes(100_000))')             # large bytes, read in place ...
+    s.close()                                   # ... until the sender closes: copied out
+    assert q.get() == bytes(100_000)
+    c1 = counts()
+    assert c1['fallback_pickled'] - c0['fallback_pickled'] >= 1
+    assert c1['fallback_function_code'] - c0['fallback_function_code'] == 1
+    assert c1['fallback_buffer_copied'] - c0['fallback_buffer_copied'] == 1
+    assert c1['bytes_copied_out_at_sender_close'] - c0['bytes_copied_out_at_sender_close'] == 1

@@ -9,21 +9,18 @@ Mann-Whitney U test. Also the RSS kept per create+close cycle.
 
 usage: python -m xinterp.bench.interp [--runs N] [--quick] [--json PATH] [--markdown]
 """
-import argparse
 import gc
-import json
 import multiprocessing
 import os
 import sys
 import time
-from pathlib import Path
 
 import xinterp
 
 import os
 
 from .helpers import cpu_task, mul, noop
-from .stats import format_table
+from .stats import cli
 
 
 class _LowLevel312:
@@ -199,23 +196,7 @@ def run(runs=15, quick=False):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog='python -m xinterp.bench.interp',
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument('--runs', type=int, default=15)
-    ap.add_argument('--quick', action='store_true', help='few runs and loops (a smoke test)')
-    ap.add_argument('--json', type=Path)
-    ap.add_argument('--markdown', action='store_true')
-    args = ap.parse_args(argv)
-    results, notes = run(args.runs, args.quick)
-    print(format_table(results, args.markdown))
-    print()
-    print('\n'.join(notes))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
-                                         'notes': notes}, indent=1))
-        progress(f'JSON in {args.json}')
-    return 0
+    return cli('python -m xinterp.bench.interp', __doc__, run, 15, argv)
 
 
 if __name__ == '__main__':

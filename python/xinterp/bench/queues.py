@@ -13,18 +13,15 @@ Cases (each repeated --runs times; median, min, stdev over runs; Mann-Whitney p 
 
 usage: python -m xinterp.bench.queues [--runs N] [--quick] [--json PATH] [--markdown]
 """
-import argparse
-import json
 import multiprocessing
 import statistics
 import sys
 import threading
 import time
-from pathlib import Path
 
 import xinterp
 
-from .stats import format_table
+from .stats import cli
 
 
 def progress(msg):
@@ -274,22 +271,7 @@ def run(runs=10, quick=False):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog='python -m xinterp.bench.queues',
-                                 description=__doc__.splitlines()[0])
-    ap.add_argument('--runs', type=int, default=10)
-    ap.add_argument('--quick', action='store_true')
-    ap.add_argument('--json', type=Path)
-    ap.add_argument('--markdown', action='store_true')
-    args = ap.parse_args(argv)
-    results, notes = run(args.runs, args.quick)
-    print(format_table(results, args.markdown))
-    print()
-    print('\n'.join(notes))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
-                                         'notes': notes}, indent=1))
-    return 0
+    return cli('python -m xinterp.bench.queues', __doc__, run, 10, argv)
 
 
 if __name__ == '__main__':

@@ -78,3 +78,26 @@ def format_table(results, markdown=False):
                 lines.append(f'{cells[0]:<30} {cells[1]:<34} {cells[2]:>14} {cells[3]:>14} '
                              f'{cells[4]:>12}  {cells[5]}')
     return '\n'.join(lines)
+
+
+def cli(prog, doc, run, default_runs, argv=None):
+    """The command line shared by the suite's parts: --runs, --quick, --json, --markdown."""
+    import argparse
+    import json
+    import sys
+    from pathlib import Path
+    ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
+    ap.add_argument('--runs', type=int, default=default_runs)
+    ap.add_argument('--quick', action='store_true', help='few runs and loops (a smoke test)')
+    ap.add_argument('--json', type=Path)
+    ap.add_argument('--markdown', action='store_true')
+    args = ap.parse_args(argv)
+    results, notes = run(args.runs, args.quick)
+    print(format_table(results, args.markdown))
+    print()
+    print('\n'.join(notes))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
+                                         'notes': notes}, indent=1))
+    return 0
