@@ -113,7 +113,12 @@ def list_all():
 def get_current():
     """Return the currently running interpreter."""
     id, whence = _xinterp.get_current()
-    return Interpreter(id, _whence=whence)
+    try:
+        return Interpreter(id, _whence=whence)
+    except InterpreterNotFoundError:
+        # It is being closed: its pending calls, buffer releases and finalizers run now. They
+        # get an object that owns no reference, as nothing can keep it alive any more.
+        return Interpreter(id, _whence=whence, _ownsref=False)
 
 
 def get_main():

@@ -44,3 +44,9 @@ def cpu_work(n):
     for i in range(n):
         total += i * i % 7
     return total
+
+
+def run_in_main(source):
+    """exec(source) in the calling interpreter's __main__ (for call_in_thread)."""
+    import __main__
+    exec(source, __main__.__dict__)

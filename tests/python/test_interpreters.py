@@ -50,6 +50,19 @@ def test_get_current_inside_subinterpreter(interp):
     assert interp.call(evaluate, 'cur.whence') == '_interpreters module'
 
 
+def test_get_current_works_while_the_interpreter_closes():
+    """atexit handlers run in an interpreter being closed and can still ask which interpreter
+    they are in. (Buffer releases run later in close, when the interpreter refuses new owning
+    references; test_owner_death's exporter checks get_current() there.)"""
+    i = xinterp.create()
+    log = xinterp.create_queue()
+    i.prepare_main(log=log)
+    i.exec('import atexit, xinterp\n'
+           'atexit.register(lambda: log.put(xinterp.get_current().id))')
+    i.close()
+    assert log.get(timeout=5) == i.id
+
+
 def test_identity_equality_hash_repr(interp):
     same = xinterp.Interpreter(interp.id)
     assert same is interp
