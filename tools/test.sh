@@ -14,6 +14,9 @@
 #               .venv-3.13, then pytest (tests/python); and a CMake build against that CPython
 #               (build-py312 / build-py313) that builds and runs the C++ embedding example
 #               (ctest label "embed").
+#   asan-python-3.12, asan-python-3.13
+#               the engine, the extension and the embedding example built with ASan+UBSan; the
+#               example (with leak checks) and the whole pytest suite run against that build.
 # It first runs tools/setup.sh (installs what is missing; a quick check once all is there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -54,6 +57,29 @@ run_ctest() {
   TOTAL_PASSED=$((TOTAL_PASSED + total - failed))
   TOTAL_FAILED=$((TOTAL_FAILED + failed))
   SUMMARY+=("$name: $((total - failed)) passed, $failed failed")
+}
+
+# run_pytest NAME LOG COMMAND...: runs COMMAND (a `python -m pytest` with any leading `env`
+# and options) on tests/python, and counts passed and failed (errors count as failed) from
+# pytest's last line.
+run_pytest() {
+  local name="$1" log="$2"
+  shift 2
+  (cd "$ROOT" && "$@" -p no:cacheprovider -q -rfE tests/python) 2>&1 | tee "$log"
+  local passed failed errors
+  passed=$(tail -1 "$log" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
+  failed=$(tail -1 "$log" | grep -o '[0-9]* failed' | grep -o '[0-9]*')
+  errors=$(tail -1 "$log" | grep -o '[0-9]* error' | grep -o '[0-9]*')
+  passed="${passed:-0}"
+  failed=$(( ${failed:-0} + ${errors:-0} ))
+  if [ "$passed" = 0 ] && [ "$failed" = 0 ]; then
+    SUMMARY+=("$name: did not run")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+  else
+    TOTAL_PASSED=$((TOTAL_PASSED + passed))
+    TOTAL_FAILED=$((TOTAL_FAILED + failed))
+    SUMMARY+=("$name: $passed passed, $failed failed")
+  fi
 }
 
 # build NAME BUILD_DIR [cmake args...]
@@ -118,23 +144,7 @@ python_stage() {
     return
   fi
   stage "$name: pytest"
-  local log="$venv/pytest.log"
-  (cd "$ROOT" && "$venv/bin/python" -m pytest -p no:cacheprovider -q -rfE tests/python) 2>&1 |
-    tee "$log"
-  local passed failed errors
-  passed=$(tail -1 "$log" | grep -o '[0-9]* passed' | grep -o '[0-9]*')
-  failed=$(tail -1 "$log" | grep -o '[0-9]* failed' | grep -o '[0-9]*')
-  errors=$(tail -1 "$log" | grep -o '[0-9]* error' | grep -o '[0-9]*')
-  passed="${passed:-0}"
-  failed=$(( ${failed:-0} + ${errors:-0} ))
-  if [ "$passed" = 0 ] && [ "$failed" = 0 ]; then
-    SUMMARY+=("$name pytest: did not run")
-    TOTAL_FAILED=$((TOTAL_FAILED + 1))
-  else
-    TOTAL_PASSED=$((TOTAL_PASSED + passed))
-    TOTAL_FAILED=$((TOTAL_FAILED + failed))
-    SUMMARY+=("$name pytest: $passed passed, $failed failed")
-  fi
+  run_pytest "$name pytest" "$venv/pytest.log" "$venv/bin/python" -m pytest
   local dir="build-py${short/./}"
   if build "embed-$short" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXINTERP_BUILD_PYTHON=ON \
        -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
@@ -144,8 +154,47 @@ python_stage() {
   fi
 }
 
+# asan_python_stage VERSION: the engine, the extension module and the embedding example built
+# with ASan+UBSan against pyenv's CPython VERSION (build-py31x-asan). The embedding example runs
+# with leak checks (tools/sanitizers/lsan.supp names CPython's own never-freed memory); then the
+# whole Python suite, in the venv of python_stage, imports that build (PYTHONPATH) with the
+# sanitizer runtimes preloaded into the uninstrumented python, PYTHONMALLOC=malloc so that ASan
+# sees every object, and without leak checks (CPython does not free everything at exit).
+# Tests that assert on RSS (marker "memory") are left out: ASan's quarantine inflates it.
+asan_python_stage() {
+  local version="$1" short="${1%.*}"
+  local name="asan-python-$short" venv="$ROOT/.venv-$short" dir="build-py${short/./}-asan"
+  local prefix
+  prefix="$(pyenv prefix "$version" 2>/dev/null)" || return 0  # reported by python_stage
+  [ -x "$venv/bin/python" ] || return 0
+  if ! build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_PYTHON=ON \
+       -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
+       -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
+    return
+  fi
+  local supp="$ROOT/tools/sanitizers/lsan.supp"
+  stage "$name: embedding example"
+  LABEL=embed run_ctest "$name embed" "$dir" \
+    ASAN_OPTIONS="halt_on_error=1 detect_leaks=1" \
+    LSAN_OPTIONS="suppressions=$supp print_suppressions=0" \
+    UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
+  stage "$name: pytest (ASan+UBSan)"
+  local preload
+  preload="$(gcc -print-file-name=libasan.so):$(gcc -print-file-name=libubsan.so)"
+  run_pytest "$name pytest" "$ROOT/$dir/pytest.log" \
+    env LD_PRELOAD="$preload" PYTHONPATH="$ROOT/$dir/python" XINTERP_EXPECT_BUILD="$ROOT/$dir" \
+    PYTHONMALLOC=malloc \
+    ASAN_OPTIONS="halt_on_error=1 detect_leaks=0" \
+    UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1" \
+    "$venv/bin/python" -m pytest -m "not memory"
+}
+
 python_stage 3.12.1
 python_stage 3.13.0
+if [ "$QUICK" = 0 ]; then
+  asan_python_stage 3.12.1
+  asan_python_stage 3.13.0
+fi
 
 echo
 echo "=== summary ==="

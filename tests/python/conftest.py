@@ -11,6 +11,18 @@ import pytest
 import xinterp
 
 
+def pytest_report_header(config):
+    return f'xinterp: {xinterp._xinterp.__file__}'
+
+
+def pytest_configure(config):
+    # A sanitizer run imports a special build through PYTHONPATH; make sure it is the one used.
+    expected = os.environ.get('XINTERP_EXPECT_BUILD')
+    if expected and not os.path.abspath(xinterp._xinterp.__file__).startswith(expected):
+        raise pytest.UsageError(
+            f'expected xinterp from {expected}, imported {xinterp._xinterp.__file__}')
+
+
 @pytest.fixture
 def interp():
     """A fresh interpreter, closed after the test (if the test did not close it)."""

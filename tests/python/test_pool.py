@@ -125,6 +125,7 @@ def rss_kib():
     return 0
 
 
+@pytest.mark.memory
 def test_thousand_cycles_through_the_pool_keep_memory_flat():
     # CPython keeps ~1.5 MiB of every interpreter it closes; through the pool nothing is
     # created or closed, so 1000 cycles stay flat.

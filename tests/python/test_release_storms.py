@@ -3,6 +3,8 @@ inside the owner, and memory comes back afterwards."""
 
 import gc
 
+import pytest
+
 import xinterp
 from xinterp import _xinterp
 from conftest import eventually, interp_stats
@@ -24,6 +26,7 @@ def settled(i, s0, n):
     return s['backlog'] == 0 and s['posted'] - s0['posted'] == n
 
 
+@pytest.mark.memory
 def test_storm_to_an_idle_owner(interp):
     before_wrong = _xinterp._test_counters()['wrong_interpreter']
     gc.collect()
