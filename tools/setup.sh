@@ -9,12 +9,22 @@ command -v clang++ >/dev/null || need_apt+=(clang)
 [ -f /usr/src/googletest/CMakeLists.txt ] || need_apt+=(libgtest-dev)
 [ -f /usr/include/benchmark/benchmark.h ] || need_apt+=(libbenchmark-dev)
 command -v g++ >/dev/null || need_apt+=(g++)
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO=sudo
+APT_UPDATED=0
+apt_install() {
+  echo "setup: apt-get install $*"
+  [ "$APT_UPDATED" = 1 ] || $SUDO apt-get update -q
+  APT_UPDATED=1
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "$@"
+}
 if [ ${#need_apt[@]} -gt 0 ]; then
-  echo "setup: apt-get install ${need_apt[*]}"
-  SUDO=""
-  [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -q
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need_apt[@]}"
+  apt_install "${need_apt[@]}"
+fi
+# clang's sanitizer and libFuzzer runtimes (TSan stage, fuzz targets): Debian only recommends them.
+fuzzer_rt="$(clang -print-resource-dir)/lib/linux/libclang_rt.fuzzer-x86_64.a"
+if [ ! -f "$fuzzer_rt" ]; then
+  apt_install "libclang-rt-$(clang -dumpversion | cut -d. -f1)-dev"
 fi
 
 # Build tools in a venv of their own, from whichever Python 3 is at hand.

@@ -17,6 +17,8 @@
 #   asan-python-3.12, asan-python-3.13
 #               the engine, the extension and the embedding example built with ASan+UBSan; the
 #               example (with leak checks) and the whole pytest suite run against that build.
+#   fuzz-3.12, fuzz-3.13
+#               the libFuzzer targets of fuzz/ (clang, ASan+UBSan), XINTERP_FUZZ_SECONDS each.
 # It first runs tools/setup.sh (installs what is missing; a quick check once all is there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,14 +84,14 @@ run_pytest() {
   fi
 }
 
-# build NAME BUILD_DIR [cmake args...]
+# build NAME BUILD_DIR [cmake args...]  (builds everything, or only $TARGET if set)
 build() {
   local name="$1" dir="$2"
   shift 2
   stage "$name: build ($dir)"
   mkdir -p "$dir"
   if cmake -S "$ROOT" -B "$dir" -G Ninja -Wno-dev "$@" >"$dir/configure.log" 2>&1 &&
-     cmake --build "$dir" -j "$JOBS"; then
+     cmake --build "$dir" -j "$JOBS" ${TARGET:+--target "$TARGET"}; then
     return 0
   fi
   tail -20 "$dir/configure.log" 2>/dev/null
@@ -191,9 +193,28 @@ asan_python_stage() {
 
 python_stage 3.12.1
 python_stage 3.13.0
+# fuzz_stage VERSION: the libFuzzer targets of fuzz/ (clang, ASan+UBSan) against pyenv's CPython
+# VERSION, each for XINTERP_FUZZ_SECONDS (default 60) from its checked-in seeds.
+fuzz_stage() {
+  local version="$1" short="${1%.*}"
+  local name="fuzz-$short" dir="build-fuzz-py${short/./}"
+  local prefix
+  prefix="$(pyenv prefix "$version" 2>/dev/null)" || return 0  # reported by python_stage
+  if TARGET=xvalue_fuzz build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_FUZZ=ON \
+       -DXINTERP_BUILD_PYTHON=ON -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
+       -DXINTERP_FUZZ_SECONDS="${XINTERP_FUZZ_SECONDS:-60}" \
+       -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+       -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
+    stage "$name: libFuzzer, ${XINTERP_FUZZ_SECONDS:-60} s per target"
+    LABEL=fuzz run_ctest "$name" "$dir"
+  fi
+}
+
 if [ "$QUICK" = 0 ]; then
   asan_python_stage 3.12.1
   asan_python_stage 3.13.0
+  fuzz_stage 3.12.1
+  fuzz_stage 3.13.0
 fi
 
 echo
