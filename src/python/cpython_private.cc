@@ -22,6 +22,10 @@ PyAPI_FUNC(long) _PyInterpreterState_GetWhence(PyInterpreterState* interp);
 #endif
 }
 
+// cpython_interp_list.c (C: CPython's internal headers do not compile as C++).
+extern "C" void xinterp_unlink_subinterpreters_in_fork_child(void);
+extern "C" int xinterp_unlink_interpreter(PyInterpreterState* interp);
+
 namespace xinterp::python::cpy {
 
 PyThreadState* current_tstate() noexcept {
@@ -62,6 +66,14 @@ long whence(PyInterpreterState* interp) noexcept {
 #else
   return _PyInterpreterState_GetWhence(interp);
 #endif
+}
+
+void unlink_subinterpreters_in_fork_child() noexcept {
+  xinterp_unlink_subinterpreters_in_fork_child();
+}
+
+bool unlink_interpreter(PyInterpreterState* interp) noexcept {
+  return xinterp_unlink_interpreter(interp) != 0;
 }
 
 }  // namespace xinterp::python::cpy

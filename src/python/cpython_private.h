@@ -1,6 +1,7 @@
 // The one place where xinterp binds to CPython's private or version-specific C API. Everything
 // else in src/python uses only these wrappers and the public C API, so a new CPython version
-// means reviewing this file (and its test, tests/python/test_cpython_private.py) only.
+// means reviewing this file and cpython_interp_list.c (which reads CPython's internal structures)
+// only. Their tests: test_pending_calls.py, test_fork.py and test_exit.py.
 //
 // Requirements: none of these functions needs the GIL unless stated.
 #pragma once
@@ -28,5 +29,13 @@ void write_unraisable(const char* context) noexcept;
 
 // CPython's record of where an interpreter came from (3.13+); -1 where CPython does not keep it.
 long whence(PyInterpreterState* interp) noexcept;
+
+// Takes every sub-interpreter out of CPython's list of interpreters, leaving the main one. Only
+// in a fork child, before CPython's after-fork cleanup. Async-signal-safe.
+void unlink_subinterpreters_in_fork_child() noexcept;
+
+// Takes interp (not the main one) out of CPython's list of interpreters, so that finalization
+// leaves it alone; it is abandoned with the process. True if it was listed.
+bool unlink_interpreter(PyInterpreterState* interp) noexcept;
 
 }  // namespace xinterp::python::cpy

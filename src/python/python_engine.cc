@@ -44,8 +44,6 @@ PythonEngine& PythonEngine::get() {
   return *engine;
 }
 
-extern "C" void xinterp_unlink_subinterpreters_in_fork_child(void);  // cpython_fork.c
-
 PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {
   // Registered after the core's handlers (the Runtime above): ours prepare first and run last
   // in the child, once the core has closed the owners of the interpreters the child loses.
@@ -62,7 +60,7 @@ void PythonEngine::after_fork_parent() { get().mu_.unlock(); }
 // cleanup (which aborts on them), and their records refuse any use with a clear error.
 void PythonEngine::after_fork_child() {
   PythonEngine& e = get();
-  xinterp_unlink_subinterpreters_in_fork_child();
+  cpy::unlink_subinterpreters_in_fork_child();
   for (auto& [id, rec] : e.by_id_) {
     if (rec->whence == Whence::kRuntime) continue;
     rec->inherited = true;
@@ -528,11 +526,14 @@ void PythonEngine::shutdown() {
     }
     (void)close_locked_out(rec);
   }
-  // Running ones cannot be ended: their core owners close raw, so later releases never touch
-  // them. (CPython's finalization then meets them: issue "Reliability".)
+  // Running ones (a daemon thread blocked in C inside, out of SystemExit's reach) cannot be
+  // ended: their core owners close raw, so later releases never touch them, and they leave
+  // CPython's list of interpreters, whose finalization would abort on them (see
+  // cpython_interp_list.c). They are abandoned with the process, like the daemon threads.
   for (const auto& rec : ours) {
     Owner& owner = *rec->owner;
     if (owner.state() != OwnerState::kAlive) continue;
+    if (rec->running.load(std::memory_order_acquire)) (void)cpy::unlink_interpreter(rec->interp);
     owner.begin_close();
     CallerRelease release;
     owner.wait_until_unused();

@@ -142,3 +142,33 @@ print("viewing", bytes(kept), flush=True)
     # buffer (CPython would end it next anyway), counted; the release then runs raw.
     assert 'stranded 0' in proc.stdout
     assert 'closed_with_borrows 1' in proc.stdout
+
+
+BLOCKED_IN_C = {
+    'sleep': 'import time; time.sleep(1000)',
+    'lock': 'import threading; l = threading.Lock(); l.acquire(); l.acquire()',
+    'select': 'import os, select; r, w = os.pipe(); select.select([r], [], [])',
+}
+
+
+@pytest.mark.parametrize('blocker', sorted(BLOCKED_IN_C))
+@pytest.mark.parametrize('ending,code', [('pass', 0), ('sys.exit(4)', 4)])
+def test_exit_with_daemon_thread_blocked_in_c_inside_a_subinterpreter(blocker, ending, code):
+    """A daemon thread inside a sub-interpreter, blocked in C where SystemExit cannot reach it.
+    The interpreter cannot be finalized; it is taken out of CPython's list (CPython 3.12 and 3.13
+    abort on it otherwise), counted as stranded, and abandoned with the process."""
+    proc = run_script(script(f'''
+a = xinterp.create()
+b = xinterp.create()          # an ordinary one beside it is still closed
+t = threading.Thread(target=a.exec, args=({BLOCKED_IN_C[blocker]!r},), daemon=True)
+t.start()
+while not a.is_running():
+    time.sleep(0.001)
+time.sleep(0.05)
+print("exiting", flush=True)
+{ending}
+'''))
+    assert proc.returncode == code, proc.stderr
+    assert 'Fatal Python error' not in proc.stderr
+    assert 'exiting' in proc.stdout
+    assert 'alive 0 backlog 0 stranded 1' in proc.stdout, proc.stdout + proc.stderr

@@ -1,6 +1,7 @@
 """Exit under load, repeated: a script leaves daemon threads blocked in Queue.get, in Queue.put,
-in Interpreter.call on another interpreter (itself waiting in a queue), and in exec of an
-endless loop, then exits normally, through sys.exit(3), or through an unhandled exception.
+in Interpreter.call on another interpreter (itself waiting in a queue), in exec of an endless
+loop, and (every fourth run) in a C call inside a sub-interpreter (time.sleep, out of SystemExit's
+reach, which costs the 2 s grace xinterp gives interrupted code at exit), then exits normally, through sys.exit(3), or through an unhandled exception.
 Every run must exit with the expected code, without a crash, an abort or a hang.
 
 XINTERP_EXIT_RUNS sets the number of runs (default 200, spread over the three exit modes).
@@ -19,7 +20,7 @@ import xinterp
 q = xinterp.create_queue()
 full = xinterp.create_queue(maxsize=1)
 full.put(0)
-waiter, spinner, callee = xinterp.create(), xinterp.create(), xinterp.create()
+waiter, spinner, callee, sleeper = (xinterp.create() for _ in range(4))
 waiter.prepare_main(q=q)
 callee.prepare_main(q=q)
 
@@ -31,8 +32,11 @@ threading.Thread(target=full.put, args=(1,), daemon=True).start()
 threading.Thread(target=blocked_call, daemon=True).start()
 threading.Thread(target=spinner.exec, args=("while True: pass",), daemon=True).start()
 threading.Thread(target=waiter.exec, args=("q.get()",), daemon=True).start()
+if {sleeper}:
+    threading.Thread(target=sleeper.exec, args=("import time; time.sleep(1000)",),
+                     daemon=True).start()
 deadline = time.monotonic() + 10
-while not (spinner.is_running() and callee.is_running() and waiter.is_running()):
+while not all(i.is_running() for i in (spinner, callee, waiter, sleeper)[:3 + {sleeper}]):
     if time.monotonic() > deadline:
         print("setup timed out", flush=True)
         break
@@ -47,7 +51,7 @@ ENDINGS = [('pass', 0), ('sys.exit(3)', 3), ('raise RuntimeError("unhandled")', 
 def one_run(k):
     ending, code = ENDINGS[k % len(ENDINGS)]
     try:
-        proc = run_script(SCRIPT.format(ending=ending), timeout=60)
+        proc = run_script(SCRIPT.format(ending=ending, sleeper=int(k % 4 == 3)), timeout=60)
     except Exception as e:  # a hang shows up as TimeoutExpired
         return k, f'{type(e).__name__}: {e}'
     if proc.returncode != code or 'ready' not in proc.stdout or 'Fatal' in proc.stderr:
