@@ -254,6 +254,11 @@ class Interpreter:
         the __dict__ of its __main__ module as both globals and locals. There is no return
         value. An unhandled exception raises ExecutionFailed here, which summarizes it.
 
+        What cannot run is refused here, before anything runs: source with a NUL character
+        (ValueError) or a lone surrogate (UnicodeEncodeError), a function or code object that
+        takes arguments, has free variables (a closure), or is a generator or coroutine
+        function (ValueError; its body would not run), anything else (TypeError).
+
         This blocks the current Python thread until done, releasing its GIL: other threads of
         the calling interpreter keep running.
         """

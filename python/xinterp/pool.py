@@ -11,7 +11,8 @@ import os as _os
 import queue as _queue
 import threading as _threading
 
-from . import create as _create, ExecutionFailed, InterpreterError
+from . import create as _create, ExecutionFailed, Interpreter as _Interpreter, InterpreterError
+from ._xinterp import WHENCE_STDLIB as _WHENCE_STDLIB
 
 __all__ = ['acquire', 'release', 'idle_count', 'InterpreterPoolExecutor', 'BrokenInterpreterPool']
 
@@ -37,12 +38,28 @@ def acquire():
 
 
 def release(interp):
-    """Gives an interpreter back to the pool (its __main__ globals are cleared)."""
+    """Gives an interpreter back to the pool (its __main__ globals are cleared).
+
+    It must be an Interpreter made by ``xinterp.create()`` (TypeError for anything else,
+    ValueError for the main interpreter or one xinterp did not create). Releasing one that is
+    already idle in the pool raises ValueError (it would be handed out twice); one that is
+    closed, or still running code, is not pooled and no error is raised.
+    """
+    if not isinstance(interp, _Interpreter):
+        raise TypeError(f'release() expects an xinterp.Interpreter, got {type(interp).__name__}')
+    if interp._whence != _WHENCE_STDLIB:
+        raise ValueError(f'interpreter {interp.id} was not made by xinterp.create(): '
+                         'it cannot be pooled')
+    with _lock:
+        if any(i is interp for i in _idle):
+            raise ValueError(f'interpreter {interp.id} was already released to the pool')
     try:
         interp.exec(_RESET)
     except InterpreterError:
         return  # closed or broken: not pooled
     with _lock:
+        if any(i is interp for i in _idle):  # released twice concurrently
+            raise ValueError(f'interpreter {interp.id} was already released to the pool')
         if len(_idle) < max_idle:
             _idle.append(interp)
             return
@@ -78,8 +95,10 @@ class InterpreterPoolExecutor(_futures.Executor):
     def __init__(self, max_workers=None, thread_name_prefix='', initializer=None, initargs=()):
         if max_workers is None:
             max_workers = _os.cpu_count() or 1
-        if not isinstance(max_workers, int) or max_workers <= 0:
-            raise ValueError('max_workers must be a positive int')
+        if not isinstance(max_workers, int):
+            raise TypeError(f'max_workers must be an int, got {max_workers!r}')
+        if max_workers <= 0:
+            raise ValueError(f'max_workers must be greater than 0, got {max_workers}')
         if initializer is not None and not callable(initializer):
             raise TypeError('initializer must be a callable')
         self._max_workers = max_workers

@@ -76,7 +76,7 @@ def _unbound_flag(unbounditems):
 
 
 def create(maxsize=0, *, unbounditems=UNBOUND, syncobj=False, unbound=None):
-    """Return a new cross-interpreter queue; maxsize 0 means unbounded.
+    """Return a new cross-interpreter queue; maxsize 0 (or negative) means unbounded.
 
     3.13's draft spellings work too: ``unbound=`` for ``unbounditems=``, and ``syncobj=True``
     (put only natively shareable objects, never pickle; NotShareableError otherwise), which
@@ -84,6 +84,8 @@ def create(maxsize=0, *, unbounditems=UNBOUND, syncobj=False, unbound=None):
     """
     if not isinstance(maxsize, int):
         raise TypeError(f'maxsize must be an int, got {maxsize!r}')
+    if maxsize < 0:
+        maxsize = 0  # unbounded, as queue.Queue and CPython 3.14 (whose default is -1) read it
     if unbound is not None:
         if unbounditems is not UNBOUND:
             raise TypeError('give unbounditems or unbound, not both')

@@ -3,6 +3,7 @@
 #include <deque>
 #include <vector>
 
+#include "fork_abandon.h"
 #include "shared_buffer.h"
 #include <thread>
 
@@ -196,6 +197,20 @@ void ChannelRegistry::shutdown() {
     channels_.clear();
   }
   for (const auto& ch : chans) finish(ch);
+}
+
+bool ChannelRegistry::inherited(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return inherited_.count(id) != 0;
+}
+
+void ChannelRegistry::before_fork() { mu_.lock(); }
+
+void ChannelRegistry::after_fork_parent() { mu_.unlock(); }
+
+void ChannelRegistry::after_fork_child() {
+  abandon_in_fork_child(&channels_, &inherited_);
+  mu_.unlock();
 }
 
 }  // namespace xinterp::python

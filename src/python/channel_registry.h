@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "queue_registry.h"
@@ -75,6 +76,13 @@ class ChannelRegistry {
 
   void sender_closed(int64_t sender);
   void shutdown();
+  // Whether `id` is a channel of the parent process, abandoned in this fork child.
+  bool inherited(int64_t id);
+
+  // fork(), as for QueueRegistry: the lock is held across it; the child abandons every channel.
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
 
  private:
   void finish(const std::shared_ptr<XChannel>& ch);  // -> closed, items dropped; idempotent
@@ -83,6 +91,7 @@ class ChannelRegistry {
   std::mutex mu_;
   int64_t next_id_ = 1;
   std::unordered_map<int64_t, std::shared_ptr<XChannel>> channels_;  // under mu_
+  std::unordered_set<int64_t> inherited_;                            // under mu_
 };
 
 }  // namespace xinterp::python

@@ -2,6 +2,8 @@
 
 #include <marshal.h>
 
+#include <cstring>
+
 #include "python_engine.h"
 
 namespace xinterp::python {
@@ -79,7 +81,21 @@ ExcInfo capture_exception() {
 }
 
 Status prepare_exec(PyObject* code, XValue* out) {
-  if (PyUnicode_Check(code)) return encode(code, Fallback::kNone, out);
+  if (PyUnicode_Check(code)) {
+    // As CPython's exec(): lone surrogates raise UnicodeEncodeError, NUL a ValueError, here in
+    // the caller (the source would otherwise be cut at the NUL). str subclasses are accepted.
+    Py_ssize_t n = 0;
+    const char* text = PyUnicode_AsUTF8AndSize(code, &n);
+    if (text == nullptr) return Status::error(ErrorKind::kPythonSet, "");
+    if (std::strlen(text) != static_cast<size_t>(n)) {
+      PyErr_SetString(PyExc_ValueError, "source code string cannot contain null bytes");
+      return Status::error(ErrorKind::kPythonSet, "");
+    }
+    *out = XValue();
+    out->kind = XValue::Kind::kStr;
+    out->data.assign(text, static_cast<size_t>(n));
+    return Status();
+  }
   PyObject* code_obj = nullptr;
   if (PyFunction_Check(code)) {
     PyObject* closure = PyFunction_GetClosure(code);
@@ -96,6 +112,16 @@ Status prepare_exec(PyObject* code, XValue* out) {
                  Py_TYPE(code)->tp_name);
     return Status::error(ErrorKind::kPythonSet, "");
   }
+  // Code with free variables needs a closure that cannot be sent: CPython's exec() refuses it
+  // too (evaluating it without one would read cells that do not exist).
+  PyObject* freevars = PyObject_GetAttrString(code_obj, "co_freevars");
+  if (freevars == nullptr) return Status::error(ErrorKind::kPythonSet, "");
+  const Py_ssize_t n_freevars = PyTuple_Check(freevars) ? PyTuple_GET_SIZE(freevars) : 0;
+  Py_DECREF(freevars);
+  if (n_freevars != 0) {
+    PyErr_SetString(PyExc_ValueError, "exec() cannot run code with free variables (a closure)");
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
   PyObject* argcount = PyObject_GetAttrString(code_obj, "co_argcount");
   PyObject* kwonly = PyObject_GetAttrString(code_obj, "co_kwonlyargcount");
   PyObject* flags = PyObject_GetAttrString(code_obj, "co_flags");
@@ -109,6 +135,14 @@ Status prepare_exec(PyObject* code, XValue* out) {
   constexpr long kVarArgs = 0x4, kVarKeywords = 0x8;  // CO_VARARGS, CO_VARKEYWORDS
   if (n_args != 0 || n_kwonly != 0 || (co_flags & (kVarArgs | kVarKeywords)) != 0) {
     PyErr_SetString(PyExc_ValueError, "exec() can only run a function that takes no arguments");
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
+  // Its body would not run: evaluating it only makes a generator or coroutine object.
+  constexpr long kLazy = 0x20 | 0x80 | 0x100 | 0x200;  // CO_GENERATOR, CO_COROUTINE,
+                                                       // CO_ITERABLE_COROUTINE, CO_ASYNC_GENERATOR
+  if ((co_flags & kLazy) != 0) {
+    PyErr_SetString(PyExc_ValueError,
+                    "exec() cannot run a generator or coroutine function (its body would not run)");
     return Status::error(ErrorKind::kPythonSet, "");
   }
   PyObject* bytes = PyMarshal_WriteObjectToString(code_obj, Py_MARSHAL_VERSION);

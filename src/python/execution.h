@@ -23,7 +23,10 @@
 namespace xinterp::python {
 
 // Caller halves.
-// code: str (source), a function taking no arguments without closure, or a code object.
+// code: str (source, without NUL or lone surrogates), a function taking no arguments without
+// closure, or a code object likewise (no free variables); not a generator or coroutine
+// function. Anything else raises here, before it runs (TypeError, ValueError,
+// UnicodeEncodeError).
 Status prepare_exec(PyObject* code, XValue* out);
 Status prepare_call(PyObject* callable, PyObject* args, PyObject* kwargs, std::vector<XValue>* out);
 Status prepare_namespace(PyObject* ns, std::vector<std::pair<std::string, XValue>>* out);

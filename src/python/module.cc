@@ -14,6 +14,7 @@
 
 #include "cpython_private.h"
 #include "execution.h"
+#include "fork_abandon.h"
 #include "python_engine.h"
 #include "channel_registry.h"
 #include "queue_registry.h"
@@ -88,16 +89,28 @@ PyObject* excinfo_tuple(const ExcInfo& e) {
                        (Py_ssize_t)e.errdisplay.size());
 }
 
-bool parse_id(PyObject* arg, int64_t* id) {
+// An id argument: a non-negative int below 2**63 (TypeError, ValueError, OverflowError
+// otherwise). `what` names it in the message: "interpreter", "queue" or "channel".
+bool parse_id(PyObject* arg, int64_t* id, const char* what = "interpreter") {
   if (!PyLong_Check(arg)) {
-    PyErr_Format(PyExc_TypeError, "interpreter ID must be an int, got %.200s",
+    PyErr_Format(PyExc_TypeError, "%s ID must be an int, got %.200s", what,
                  Py_TYPE(arg)->tp_name);
     return false;
   }
-  long long v = PyLong_AsLongLong(arg);
+  int overflow = 0;
+  long long v = PyLong_AsLongLongAndOverflow(arg, &overflow);
   if (v == -1 && PyErr_Occurred()) return false;
+  if (overflow < 0) {
+    PyErr_Format(PyExc_ValueError, "%s ID must be a non-negative int, got one below -2**63",
+                 what);
+    return false;
+  }
+  if (overflow > 0) {
+    PyErr_Format(PyExc_OverflowError, "%s ID too large (IDs are below 2**63)", what);
+    return false;
+  }
   if (v < 0) {
-    PyErr_Format(PyExc_ValueError, "interpreter ID must be a non-negative int, got %lld", v);
+    PyErr_Format(PyExc_ValueError, "%s ID must be a non-negative int, got %lld", what, v);
     return false;
   }
   *id = v;
@@ -134,6 +147,20 @@ bool parse_timeout(PyObject* arg, std::optional<std::chrono::nanoseconds>* out) 
   return true;
 }
 
+// A timeout argument: None, or a non-negative int or float of seconds.
+bool parse_queue_timeout(PyObject* arg, std::optional<std::chrono::nanoseconds>* out) {
+  if (arg == nullptr || arg == Py_None) {
+    *out = std::nullopt;
+    return true;
+  }
+  if (!PyFloat_Check(arg) && !PyLong_Check(arg)) {
+    PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, got %.200s",
+                 Py_TYPE(arg)->tp_name);
+    return false;
+  }
+  return parse_timeout(arg, out);
+}
+
 PyObject* mod_destroy(PyObject* module, PyObject* args) {
   PyObject* id_obj;
   PyObject* timeout_obj = Py_None;
@@ -141,7 +168,7 @@ PyObject* mod_destroy(PyObject* module, PyObject* args) {
   int64_t id;
   if (!parse_id(id_obj, &id)) return nullptr;
   std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
   Status s = PythonEngine::get().close(id, timeout.value_or(PythonEngine::kDefaultBorrowTimeout));
   if (!s.ok()) return raise(module, s);
   Py_RETURN_NONE;
@@ -415,7 +442,7 @@ PyObject* mod_queue_create(PyObject*, PyObject* args) {
 
 PyObject* mod_queue_release(PyObject*, PyObject* arg) {
   int64_t id;
-  if (!parse_id(arg, &id)) return nullptr;
+  if (!parse_id(arg, &id, "queue")) return nullptr;
   QueueRegistry::get().release(id);
   Py_RETURN_NONE;
 }
@@ -456,7 +483,8 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
       return nullptr;  // the caller picks QueueFull or QueueEmpty
     case QueueStatus::kClosed:
       PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
-                   "queue %lld was closed (the process is exiting)", static_cast<long long>(id));
+                   "queue %lld is closed (the process is exiting, or its last reference was "
+                   "released)", static_cast<long long>(id));
       return nullptr;
     default:
       return nullptr;
@@ -470,11 +498,28 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
 struct QueueHandle {
   PyObject_HEAD
   std::shared_ptr<XQueue>* queue;
+  uint64_t fork_generation;  // fork_abandon.h: a handle from before a fork refuses use
 };
 
 PyObject* handle_module(PyObject* self) { return PyType_GetModuleByDef(Py_TYPE(self), &kModule); }
 
-XQueue& handle_queue(PyObject* self) { return **reinterpret_cast<QueueHandle*>(self)->queue; }
+PyObject* raise_inherited_queue(PyObject* module, int64_t id) {
+  PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
+               "queue %lld was inherited across fork() and cannot be used in the child; "
+               "create a new one there", static_cast<long long>(id));
+  return nullptr;
+}
+
+// The handle's queue, or nullptr with QueueError set if the handle comes from before a fork.
+XQueue* handle_queue(PyObject* self) {
+  auto* h = reinterpret_cast<QueueHandle*>(self);
+  if (h->fork_generation != fork_generation()) [[unlikely]] {
+    PyObject* module = handle_module(self);
+    if (module != nullptr) raise_inherited_queue(module, (*h->queue)->id);
+    return nullptr;
+  }
+  return h->queue->get();
+}
 
 // Positional-or-keyword parsing for the handle's methods (METH_FASTCALL | METH_KEYWORDS).
 // names: every parameter; n_positional: how many may be given by position. Unset -> nullptr.
@@ -515,20 +560,6 @@ bool parse_params(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObj
   return true;
 }
 
-// A timeout argument: None, or a non-negative int or float of seconds.
-bool parse_queue_timeout(PyObject* arg, std::optional<std::chrono::nanoseconds>* out) {
-  if (arg == nullptr || arg == Py_None) {
-    *out = std::nullopt;
-    return true;
-  }
-  if (!PyFloat_Check(arg) && !PyLong_Check(arg)) {
-    PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, got %.200s",
-                 Py_TYPE(arg)->tp_name);
-    return false;
-  }
-  return parse_timeout(arg, out);
-}
-
 bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, UnboundOp* out) {
   if (arg == nullptr || arg == Py_None) {
     *out = deflt;
@@ -540,8 +571,9 @@ bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, Unbound
       return true;
     }
   }
-  PyErr_SetString(PyExc_ValueError,
-                  "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
+  PyErr_Format(PyExc_ValueError,
+               "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE, got a %.200s",
+               Py_TYPE(arg)->tp_name);
   return false;
 }
 
@@ -550,7 +582,9 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   PyObject* module = handle_module(self);
   if (module == nullptr) return nullptr;
   ModuleState* st = state_of(module);
-  XQueue& q = handle_queue(self);
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
   UnboundOp unbound;
@@ -588,7 +622,9 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   PyObject* module = handle_module(self);
   if (module == nullptr) return nullptr;
   ModuleState* st = state_of(module);
-  XQueue& q = handle_queue(self);
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_queue_timeout(timeout_obj, &timeout)) return nullptr;
   QueueItem item;
@@ -669,12 +705,16 @@ PyObject* handle_get_nowait(PyObject* self, PyObject*) { return queue_get(self, 
 
 // info() -> (size, maxsize, unbound)
 PyObject* handle_info(PyObject* self, PyObject*) {
-  XQueue& q = handle_queue(self);
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
   return Py_BuildValue("(nni)", static_cast<Py_ssize_t>(q.items.size()),
                        static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound));
 }
 
-PyObject* handle_id(PyObject* self, void*) { return PyLong_FromLongLong(handle_queue(self).id); }
+PyObject* handle_id(PyObject* self, void*) {
+  return PyLong_FromLongLong((*reinterpret_cast<QueueHandle*>(self)->queue)->id);
+}
 
 void handle_dealloc(PyObject* self) {
   auto* h = reinterpret_cast<QueueHandle*>(self);
@@ -725,8 +765,9 @@ PyType_Spec kHandleSpec = {
 // queue_handle(id) -> a handle holding one reference to the queue.
 PyObject* mod_queue_handle(PyObject* module, PyObject* arg) {
   int64_t id;
-  if (!parse_id(arg, &id)) return nullptr;
+  if (!parse_id(arg, &id, "queue")) return nullptr;
   if (!QueueRegistry::get().bind(id)) {
+    if (QueueRegistry::get().inherited(id)) return raise_inherited_queue(module, id);
     PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
                  "queue %lld not found", static_cast<long long>(id));
     return nullptr;
@@ -743,6 +784,7 @@ PyObject* mod_queue_handle(PyObject* module, PyObject* arg) {
     return nullptr;
   }
   reinterpret_cast<QueueHandle*>(h)->queue = new std::shared_ptr<XQueue>(std::move(q));
+  reinterpret_cast<QueueHandle*>(h)->fork_generation = fork_generation();
   return h;
 }
 
@@ -763,6 +805,10 @@ PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
   if (!PyArg_ParseTuple(args, "OOOOOOOO", &err, &not_found, &empty, &full, &destroyed, &u1, &u2,
                         &u3)) {
     return nullptr;
+  }
+  for (PyObject* e : {err, not_found, empty, full, destroyed}) {
+    if (!PyExceptionClass_Check(e)) return PyErr_Format(PyExc_TypeError, "expected exception "
+                                                        "classes, got %.200s", Py_TYPE(e)->tp_name);
   }
   Py_XSETREF(st->item_destroyed, Py_NewRef(destroyed));
   Py_XSETREF(st->unbound_objs[0], Py_NewRef(u1));
@@ -788,7 +834,10 @@ PyObject* channel_error(PyObject* module, ChannelExc which, const char* fmt, lon
 std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
   auto ch = ChannelRegistry::get().find(id);
   if (ch == nullptr) {
-    if (ChannelRegistry::get().existed(id)) {
+    if (ChannelRegistry::get().inherited(id)) {
+      channel_error(module, kChannelError, "channel %lld was inherited across fork() and cannot "
+                    "be used in the child; create a new one there", id);
+    } else if (ChannelRegistry::get().existed(id)) {
       channel_error(module, kChannelClosed, "channel %lld is closed", id);
     } else {
       channel_error(module, kChannelNotFound, "channel %lld not found", id);
@@ -830,13 +879,12 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
     return nullptr;
   }
   int64_t id;
-  if (!parse_id(args[0], &id)) return nullptr;
+  if (!parse_id(args[0], &id, "channel")) return nullptr;
   auto ch = find_channel(module, id);
   if (ch == nullptr) return nullptr;
   UnboundOp unbound = ch->unbound;
-  if (!(PyLong_Check(args[2]) && PyLong_AsLong(args[2]) == 0) && !parse_unbound(args[2], &unbound)) {
-    return nullptr;
-  }
+  const bool use_default = PyLong_Check(args[2]) && PyObject_Not(args[2]) == 1;  // 0: default
+  if (!use_default && !parse_unbound(args[2], &unbound)) return nullptr;
   const int wait = PyObject_IsTrue(args[3]);
   const int buffer_only = PyObject_IsTrue(args[5]);
   if (wait < 0 || buffer_only < 0) return nullptr;
@@ -866,7 +914,7 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
     return nullptr;
   }
   int64_t id;
-  if (!parse_id(args[0], &id)) return nullptr;
+  if (!parse_id(args[0], &id, "channel")) return nullptr;
   auto ch = find_channel(module, id);
   if (ch == nullptr) return nullptr;
   const int block = PyObject_IsTrue(args[1]);
@@ -882,6 +930,8 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
       },
       timeout, ChannelResult::kTimeout, &interrupted);
   if (interrupted) return nullptr;
+  // A blocking recv whose wait ran out (a zero timeout, or none left) reports kEmpty.
+  if (r == ChannelResult::kEmpty && block) r = ChannelResult::kTimeout;
   if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
   if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
   if (item.unbound_state != 0) {
@@ -894,9 +944,13 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
 
 // channel_close(id, send, recv, force)
 PyObject* mod_channel_close(PyObject* module, PyObject* args) {
-  long long id;
+  PyObject* id_obj;
   int send = 0, recv = 0, force = 0;
-  if (!PyArg_ParseTuple(args, "Lppp", &id, &send, &recv, &force)) return nullptr;
+  if (!PyArg_ParseTuple(args, "Oppp:channel_close", &id_obj, &send, &recv, &force)) {
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(id_obj, &id, "channel")) return nullptr;
   ChannelResult r = ChannelRegistry::get().close(id, send, recv, force);
   return channel_result_error(module, r, id);
 }
@@ -904,7 +958,7 @@ PyObject* mod_channel_close(PyObject* module, PyObject* args) {
 // channel_info(id) -> (state: 0 open, 1 closing, 2 closed, count, unbound)
 PyObject* mod_channel_info(PyObject* module, PyObject* arg) {
   int64_t id;
-  if (!parse_id(arg, &id)) return nullptr;
+  if (!parse_id(arg, &id, "channel")) return nullptr;
   auto ch = ChannelRegistry::get().find(id);
   if (ch == nullptr) return Py_BuildValue("(ini)", 2, static_cast<Py_ssize_t>(0), 1);
   (void)module;
@@ -929,6 +983,10 @@ PyObject* mod_set_channel_exceptions(PyObject* module, PyObject* args) {
   ModuleState* st = state_of(module);
   PyObject* e[5];
   if (!PyArg_ParseTuple(args, "OOOOO", &e[0], &e[1], &e[2], &e[3], &e[4])) return nullptr;
+  for (PyObject* x : e) {
+    if (!PyExceptionClass_Check(x)) return PyErr_Format(PyExc_TypeError, "expected exception "
+                                                        "classes, got %.200s", Py_TYPE(x)->tp_name);
+  }
   for (int k = 0; k < 5; ++k) Py_XSETREF(st->channel_exc[k], Py_NewRef(e[k]));
   Py_RETURN_NONE;
 }
@@ -1003,7 +1061,12 @@ PyMethodDef kMethods[] = {
     {"set___main___attrs",
      reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(mod_set_main_attrs)),
      METH_FASTCALL, "set___main___attrs(id, ns) -> None | excinfo"},
-    {"is_shareable", mod_is_shareable, METH_O, "is_shareable(obj) -> bool"},
+    {"is_shareable", mod_is_shareable, METH_O,
+     "is_shareable(obj) -> bool\n\nTrue for None, bool, int (any size), float, str, bytes, "
+     "buffers, xinterp queues, interpreters and channel ends, and tuples of them nested at most "
+     "200 deep and holding at most 2**22 values in all, a sub-tuple referenced n times counting "
+     "n times (a bigger tuple is False: it is sent by pickle, which keeps shared references "
+     "shared and refuses very deep ones)."},
     {"stats", mod_stats, METH_NOARGS, "stats() -> {interpreter id: {counter: int}}"},
     {"runtime_stats", mod_runtime_stats, METH_NOARGS, "runtime_stats() -> dict of totals"},
     {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},

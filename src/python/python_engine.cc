@@ -10,8 +10,9 @@
 #include <algorithm>
 #include <map>
 
-#include "cpython_private.h"
 #include "channel_registry.h"
+#include "cpython_private.h"
+#include "fork_abandon.h"
 #include "queue_registry.h"
 #include "shared_buffer.h"
 #include "thread_switch.h"
@@ -51,9 +52,24 @@ PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {
                  &PythonEngine::after_fork_child);
 }
 
-void PythonEngine::before_fork() { get().mu_.lock(); }
+// Across fork() the engine's lock is held, then the leaf locks that a thread of the parent may
+// hold for a moment (each record's borrow set, the queue and channel registries), so that the
+// child finds them all free. Leaf locks: none is held while taking another lock.
+void PythonEngine::before_fork() {
+  PythonEngine& e = get();
+  e.mu_.lock();
+  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.lock();
+  QueueRegistry::get().before_fork();
+  ChannelRegistry::get().before_fork();
+}
 
-void PythonEngine::after_fork_parent() { get().mu_.unlock(); }
+void PythonEngine::after_fork_parent() {
+  PythonEngine& e = get();
+  ChannelRegistry::get().after_fork_parent();
+  QueueRegistry::get().after_fork_parent();
+  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.unlock();
+  e.mu_.unlock();
+}
 
 // Fork (DESIGN.md, contract line 8): the child keeps the main interpreter only. Its copies of
 // the parent's sub-interpreters are taken out of CPython's list before CPython's own after-fork
@@ -70,6 +86,11 @@ void PythonEngine::after_fork_child() {
     e.table_.erase(rec->interp);
   }
   e.lifecycle_ops_ = 0;
+  // The parent's queues and channels: abandoned (fork_abandon.h); new ones work.
+  enter_fork_child();
+  ChannelRegistry::get().after_fork_child();
+  QueueRegistry::get().after_fork_child();
+  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.unlock();
   e.mu_.unlock();
 }
 

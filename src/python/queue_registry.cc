@@ -3,6 +3,7 @@
 #include <deque>
 #include <vector>
 
+#include "fork_abandon.h"
 #include "python_engine.h"
 #include "shared_buffer.h"
 
@@ -90,6 +91,20 @@ int64_t QueueRegistry::queued_by(int64_t sender) {
 
 void QueueRegistry::shutdown() {
   for (const std::shared_ptr<XQueue>& q : all()) q->items.close();
+}
+
+bool QueueRegistry::inherited(int64_t id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return inherited_.count(id) != 0;
+}
+
+void QueueRegistry::before_fork() { mu_.lock(); }
+
+void QueueRegistry::after_fork_parent() { mu_.unlock(); }
+
+void QueueRegistry::after_fork_child() {
+  abandon_in_fork_child(&queues_, &inherited_);
+  mu_.unlock();
 }
 
 }  // namespace xinterp::python

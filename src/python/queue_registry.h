@@ -17,6 +17,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "xidata.h"
@@ -68,11 +69,20 @@ class QueueRegistry {
   void shutdown();
   // Items sent by interpreter `sender` still in some queue (a scan: for stats, not hot paths).
   int64_t queued_by(int64_t sender);
+  // Whether `id` is a queue of the parent process, abandoned in this fork child.
+  bool inherited(int64_t id);
+
+  // fork(), from PythonEngine's pthread_atfork handlers: the registry's lock is held across it;
+  // the child abandons every queue (fork_abandon.h).
+  void before_fork();
+  void after_fork_parent();
+  void after_fork_child();
 
  private:
   std::mutex mu_;
   int64_t next_id_ = 1;
   std::unordered_map<int64_t, std::shared_ptr<XQueue>> queues_;  // under mu_
+  std::unordered_set<int64_t> inherited_;                        // under mu_
 };
 
 }  // namespace xinterp::python

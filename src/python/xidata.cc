@@ -3,6 +3,8 @@
 #include <marshal.h>
 
 #include <atomic>
+#include <string>
+#include <unordered_map>
 
 #include <utility>
 
@@ -13,6 +15,41 @@ namespace xinterp::python {
 namespace {
 
 constexpr int kMaxDepth = 200;
+// Values in a natively shared tuple, counting a sub-tuple referenced n times n times (it is
+// copied n times): a tuple of 100 objects can reference 2**100 of them.
+constexpr size_t kMaxItems = size_t{1} << 22;
+
+// The number of values `tuple` holds as encode_native would copy them, saturating just above
+// `limit`. Memoized per tuple object, so time and memory follow the objects, not the copies.
+// Levels beyond kMaxDepth count as one value (encode_native refuses them anyway).
+size_t expanded_size(PyObject* tuple, int depth, size_t limit,
+                     std::unordered_map<PyObject*, size_t>* memo) {
+  if (depth > kMaxDepth) return 1;
+  if (auto it = memo->find(tuple); it != memo->end()) return it->second;
+  size_t n = 1;
+  const Py_ssize_t len = PyTuple_GET_SIZE(tuple);
+  for (Py_ssize_t k = 0; k < len && n <= limit; ++k) {
+    PyObject* item = PyTuple_GET_ITEM(tuple, k);
+    n += PyTuple_CheckExact(item) ? expanded_size(item, depth + 1, limit, memo) : 1;
+  }
+  if (n > limit) n = limit + 1;
+  memo->emplace(tuple, n);
+  return n;
+}
+
+// Whether obj is a tuple too big to copy natively (it then goes by pickle, which keeps shared
+// references shared).
+bool too_many_items(PyObject* obj) {
+  if (!PyTuple_CheckExact(obj)) return false;
+  const Py_ssize_t len = PyTuple_GET_SIZE(obj);
+  bool nested = false;
+  for (Py_ssize_t k = 0; k < len && !nested; ++k) {
+    nested = PyTuple_CheckExact(PyTuple_GET_ITEM(obj, k));
+  }
+  if (!nested) return static_cast<size_t>(len) + 1 > kMaxItems;
+  std::unordered_map<PyObject*, size_t> memo;
+  return expanded_size(obj, 0, kMaxItems, &memo) > kMaxItems;
+}
 
 std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0},
     g_bytes_copied_out{0};
@@ -62,7 +99,9 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
       out->i = v;
       return 1;
     }
-    PyObject* text = PyObject_Str(obj);
+    // In hex: decimal conversion is refused beyond sys.get_int_max_str_digits() (4300 digits
+    // by default), power-of-two bases never are, so an int of any size travels.
+    PyObject* text = PyNumber_ToBase(obj, 16);
     if (text == nullptr) return -1;
     Py_ssize_t n = 0;
     const char* s = PyUnicode_AsUTF8AndSize(text, &n);
@@ -301,6 +340,7 @@ FallbackStats fallback_stats() noexcept {
 }
 
 bool is_natively_shareable(PyObject* obj) {
+  if (too_many_items(obj)) return false;
   XValue scratch;
   int r = encode_native(obj, &scratch, 0, /*probe=*/true);
   if (r < 0) PyErr_Clear();
@@ -309,13 +349,15 @@ bool is_natively_shareable(PyObject* obj) {
 
 Status encode(PyObject* obj, Fallback fallback, XValue* out) {
   *out = XValue();
-  int r = encode_native(obj, out, 0, /*probe=*/false);
+  int r = too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false);
   if (r == 1) return Status();
   if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
   *out = XValue();
   if (fallback == Fallback::kNone) {
-    return not_shareable(obj, "only None, bool, int, float, str, bytes, buffers, tuples of them, "
-                              "queues and interpreters are");
+    return not_shareable(obj, ("only None, bool, int, float, str, bytes, buffers, tuples of them "
+                               "(nested at most " + std::to_string(kMaxDepth) + " deep, " +
+                               std::to_string(kMaxItems) + " values in all), queues and "
+                               "interpreters are").c_str());
   }
   if (PyFunction_Check(obj) && needs_code_transport(obj)) {
     Status s = encode_function(obj, out);
@@ -354,7 +396,7 @@ PyObject* decode(const XValue& value) {
     case XValue::Kind::kInt:
       return PyLong_FromLongLong(value.i);
     case XValue::Kind::kBigInt:
-      return PyLong_FromString(value.data.c_str(), nullptr, 10);
+      return PyLong_FromString(value.data.c_str(), nullptr, 0);  // "0x..." or "-0x..."
     case XValue::Kind::kFloat:
       return PyFloat_FromDouble(value.f);
     case XValue::Kind::kStr:

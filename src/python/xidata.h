@@ -4,8 +4,13 @@
 // Natively shareable (PEP 734 is_shareable()):
 //   - self-contained, copied into interpreter-neutral storage, depending on no interpreter once
 //     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply), exact
-//     types only (subclasses fall back); also xinterp Queue, Interpreter and channel-end
-//     objects (by id; a Queue in transit keeps its queue alive);
+//     types only (subclasses fall back); int of any size (carried in hex, which
+//     sys.set_int_max_str_digits() does not limit); tuples nested at most 200 deep and holding
+//     at most 2**22 values in all, a sub-tuple referenced n times counting n times as it is
+//     copied n times (bigger ones are not natively shareable and fall back, like a list:
+//     pickle keeps shared references shared, and refuses very deep ones with its
+//     RecursionError, reported as NotShareableError); also xinterp Queue, Interpreter and
+//     channel-end objects (by id; a Queue in transit keeps its queue alive);
 //   - borrowed without a copy: any other object exporting the buffer protocol (bytearray,
 //     memoryview, array.array, mmap, ...), C-contiguous. The receiver gets a memoryview over the
 //     same memory; the sender's buffer is held until that view and every copy of the value are
@@ -57,7 +62,7 @@ struct XValue {
   int64_t i = 0;
   double f = 0.0;
   bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
-  std::string data;         // str as UTF-8, bytes, big int in decimal, pickle, marshalled code
+  std::string data;         // str as UTF-8, bytes, big int in hex, pickle, marshalled code
   std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
   std::shared_ptr<QueueRef> queue;       // kQueue (i is the queue id; kInterpreter: i is the id)

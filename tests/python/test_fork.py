@@ -1,7 +1,10 @@
 """Fork with live sub-interpreters (DESIGN contract line 8): the child keeps a working main
 interpreter and can create new interpreters; inherited ones refuse use with a clear error; the
-parent is unaffected. (CPython 3.13.0 aborts such a child; 3.12.1 hangs it.)"""
+parent is unaffected. (CPython 3.13.0 aborts such a child; 3.12.1 hangs it.) Also with queues
+and channels busy on other threads at the moment of the fork: the child's new ones work, the
+inherited ones refuse use clearly. XINTERP_FORKS sets how many forks that test makes (25)."""
 
+import os
 import sys
 
 import pytest
@@ -75,3 +78,92 @@ print('parent fine', flush=True)
 ''', timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'pool [1, 2, 3]' in proc.stdout and 'parent fine' in proc.stdout
+
+
+BUSY_FORKS = '''
+import os, sys, threading, time, warnings
+warnings.simplefilter('ignore', DeprecationWarning)  # "fork() with threads"
+import xinterp
+from xinterp import channels
+q = xinterp.create_queue(maxsize=4)
+recv, send = channels.create()
+subs = [xinterp.create() for _ in range(2)]
+for s in subs:
+    s.prepare_main(q=q)
+# Two sub-interpreters and two main-interpreter threads keep the queue's locks and condition
+# variables busy (full and empty waits included) while the main thread forks.
+for s in subs:
+    threading.Thread(target=s.exec, daemon=True, args=(
+        'while True:\\n    q.put(bytearray(64))\\n    q.get()',)).start()
+def main_side():
+    while True:
+        q.put(b'x' * 10)
+        q.get()
+        send.send_nowait(1)
+        recv.recv()
+for _ in range(2):
+    threading.Thread(target=main_side, daemon=True).start()
+time.sleep(0.2)
+
+def child():
+    # The parent's queue and channel refuse use with a clear error instead of hanging.
+    for use in (lambda: q.put(1, timeout=1), lambda: q.get(timeout=1), q.qsize,
+                lambda: send.send_nowait(1), lambda: recv.recv(timeout=1)):
+        try:
+            use()
+        except xinterp.InterpreterError as e:
+            if 'fork' not in str(e):
+                print('unclear error:', repr(e), flush=True)
+                return 20
+        else:
+            return 21
+    # New ones work, with new interpreters, buffers included.
+    q2 = xinterp.create_queue()
+    b = xinterp.create()
+    b.prepare_main(q2=q2)
+    b.exec('q2.put(bytearray(b"from b"))')
+    if bytes(q2.get(timeout=5)) != b'from b':
+        return 22
+    r2, s2 = channels.create()
+    s2.send_nowait(7)
+    if r2.recv(timeout=5) != 7:
+        return 23
+    b.close()
+    return 0
+
+failures = []
+for k in range({forks}):
+    pid = os.fork()
+    if pid == 0:
+        code = 99
+        try:
+            code = child()
+        finally:
+            sys.stdout.flush()
+            os._exit(code) if {hard_exit} else sys.exit(code)
+    deadline = time.monotonic() + 30
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            code = 'hang'
+            break
+        time.sleep(0.005)
+    if code != 0:
+        failures.append((k, code))
+print('forks', {forks}, 'failures', failures, flush=True)
+q.put(b'parent still fine', timeout=5)
+'''
+
+
+@pytest.mark.parametrize('hard_exit', [False, True], ids=['sys.exit', 'os._exit'])
+def test_fork_while_queues_and_channels_are_busy(hard_exit):
+    forks = int(os.environ.get("XINTERP_FORKS", "25"))
+    proc = run_script(BUSY_FORKS.format(forks=forks, hard_exit=hard_exit), timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f'forks {forks} failures []' in proc.stdout, proc.stdout + proc.stderr[-2000:]
+    assert 'Fatal Python error' not in proc.stderr
