@@ -35,7 +35,10 @@ long whence(PyInterpreterState* interp) noexcept;
 void unlink_subinterpreters_in_fork_child() noexcept;
 
 // Takes interp (not the main one) out of CPython's list of interpreters, so that finalization
-// leaves it alone; it is abandoned with the process. True if it was listed.
+// leaves it alone; it is abandoned with the process. True if it was listed. Call it holding no
+// GIL: on 3.13 the list's lock is taken with PyMutex_Lock, which would detach a waiting caller
+// (CPython's own HEAD_LOCK does not; a thread holding our GIL while waiting for that lock could
+// then deadlock with us).
 bool unlink_interpreter(PyInterpreterState* interp) noexcept;
 
 }  // namespace xinterp::python::cpy

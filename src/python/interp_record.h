@@ -62,6 +62,7 @@ struct InterpRecord {
   // Under the engine mutex.
   bool closing = false;
   bool inherited = false;      // a fork child's copy of a parent's sub-interpreter: unusable
+  bool stranded = false;       // still running at exit: fenced, unlinked, abandoned (shutdown)
   // Thread states kept between visits, by thread (PyThread_get_thread_ident), so that a Python
   // thread calling into this interpreter again skips creating one. Only threads that already
   // have a thread state of their own are served (a bare C++ thread's first thread state would

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include <pthread.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <map>
@@ -36,6 +37,25 @@ Status not_found(int64_t id) {
 // How long shutdown() lets an interpreter that is still running code (a daemon thread's call)
 // react to its interrupt before leaving it open.
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
+constexpr auto kFenceWait = std::chrono::milliseconds(200);
+
+// Takes interp's GIL on a new thread that keeps it for the rest of the process. Waits up to
+// kFenceWait for it (a daemon thread that holds that GIL, running, gives it up within CPython's
+// switch interval); returns either way: the thread is detached and never joined.
+void fence(PyInterpreterState* interp) {
+  auto held = std::make_shared<std::atomic<bool>>(false);
+  std::thread([interp, held] {
+    PyThreadState* ts = PyThreadState_New(interp);
+    if (ts == nullptr) return;
+    PyEval_RestoreThread(ts);
+    held->store(true, std::memory_order_release);
+    for (;;) pause();
+  }).detach();
+  const auto until = std::chrono::steady_clock::now() + kFenceWait;
+  while (!held->load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 }  // namespace
 
@@ -58,7 +78,11 @@ PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {
 void PythonEngine::before_fork() {
   PythonEngine& e = get();
   e.mu_.lock();
-  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.lock();
+  for (auto& [id, rec] : e.by_id_) e.fork_locked_.push_back(rec);
+  for (const auto& weak : e.retired_) {
+    if (auto rec = weak.lock()) e.fork_locked_.push_back(std::move(rec));
+  }
+  for (const auto& rec : e.fork_locked_) rec->borrow_mu.lock();
   QueueRegistry::get().before_fork();
   ChannelRegistry::get().before_fork();
 }
@@ -67,8 +91,11 @@ void PythonEngine::after_fork_parent() {
   PythonEngine& e = get();
   ChannelRegistry::get().after_fork_parent();
   QueueRegistry::get().after_fork_parent();
-  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.unlock();
+  for (const auto& rec : e.fork_locked_) rec->borrow_mu.unlock();
+  std::vector<std::shared_ptr<InterpRecord>> locked = std::move(e.fork_locked_);
+  e.fork_locked_.clear();
   e.mu_.unlock();
+  // `locked` may hold the last reference to a retired record: released here, unlocked.
 }
 
 // Fork (DESIGN.md, contract line 8): the child keeps the main interpreter only. Its copies of
@@ -90,7 +117,9 @@ void PythonEngine::after_fork_child() {
   enter_fork_child();
   ChannelRegistry::get().after_fork_child();
   QueueRegistry::get().after_fork_child();
-  for (auto& [id, rec] : e.by_id_) rec->borrow_mu.unlock();
+  for (const auto& rec : e.fork_locked_) rec->borrow_mu.unlock();
+  std::vector<std::shared_ptr<InterpRecord>> locked = std::move(e.fork_locked_);
+  e.fork_locked_.clear();
   e.mu_.unlock();
 }
 
@@ -131,6 +160,8 @@ void PythonEngine::remove_record(const std::shared_ptr<InterpRecord>& rec) {
   std::lock_guard<std::mutex> lock(mu_);
   table_.erase(rec->interp);
   by_id_.erase(rec->py_id);
+  std::erase_if(retired_, [](const std::weak_ptr<InterpRecord>& w) { return w.expired(); });
+  retired_.push_back(rec);
 }
 
 std::shared_ptr<InterpRecord> PythonEngine::register_current(Status* status) {
@@ -517,7 +548,8 @@ void PythonEngine::shutdown() {
     if (rec->running.load(std::memory_order_acquire)) {
       ++stranded_at_exit_;
       rec->closing = true;
-      continue;  // its owner is closed raw below
+      rec->stranded = true;
+      continue;  // fenced, unlinked and its owner closed raw below
     }
     rec->closing = true;
     pending.push_back(rec);
@@ -547,14 +579,22 @@ void PythonEngine::shutdown() {
     }
     (void)close_locked_out(rec);
   }
-  // Running ones (a daemon thread blocked in C inside, out of SystemExit's reach) cannot be
-  // ended: their core owners close raw, so later releases never touch them, and they leave
-  // CPython's list of interpreters, whose finalization would abort on them (see
-  // cpython_interp_list.c). They are abandoned with the process, like the daemon threads.
+  // Stranded ones (a daemon thread inside, blocked in C out of SystemExit's reach) cannot be
+  // ended. Each is fenced: a thread of ours takes its GIL and keeps it, so that the daemon
+  // thread, when its C call returns, waits for that GIL forever instead of running Python code
+  // beside CPython's finalization. Then it leaves CPython's list of interpreters, whose
+  // finalization would abort on it (cpython_interp_list.c), and is abandoned with the process,
+  // like the daemon thread. Its core owner closes raw, so later releases never touch it.
+  for (const auto& rec : ours) {
+    if (!rec->stranded) continue;  // set under mu_ above, by this thread
+    fence(rec->interp);
+    CallerRelease release;  // the list's lock is taken without our GIL (see cpython_private.h)
+    (void)cpy::unlink_interpreter(rec->interp);
+    release.reattach();
+  }
   for (const auto& rec : ours) {
     Owner& owner = *rec->owner;
     if (owner.state() != OwnerState::kAlive) continue;
-    if (rec->running.load(std::memory_order_acquire)) (void)cpy::unlink_interpreter(rec->interp);
     owner.begin_close();
     CallerRelease release;
     owner.wait_until_unused();

@@ -111,6 +111,10 @@ class PythonEngine final : public Engine {
   InterpTable table_;
   mutable std::mutex mu_;
   std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_;  // under mu_
+  // Closed records that outstanding borrows still point to (their borrow_mu is still used).
+  std::vector<std::weak_ptr<InterpRecord>> retired_;                  // under mu_
+  // Every record whose borrow_mu is held across a fork (between the atfork handlers).
+  std::vector<std::shared_ptr<InterpRecord>> fork_locked_;            // under mu_
   bool shut_down_ = false;                                            // under mu_
   // create() and close() calls in progress (they run Py_NewInterpreterFromConfig or
   // Py_EndInterpreter); shutdown() waits for them, since CPython aborts if the runtime

@@ -1328,7 +1328,7 @@ def test_failing_calls_leak_nothing():
             lambda: q.put(2, timeout=-1),
             lambda: q.put(lock),
             lambda: q.put(2, unbounditems='x'),
-            lambda: xinterp.create_queue(-1),
+            lambda: xinterp.create_queue(1.5),
             lambda: xinterp.create_queue(unbounditems='x'),
             lambda: r.recv(timeout=0),
             lambda: r.recv_nowait(),

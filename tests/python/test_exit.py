@@ -146,6 +146,9 @@ print("viewing", bytes(kept), flush=True)
 
 BLOCKED_IN_C = {
     'sleep': 'import time; time.sleep(1000)',
+    # Wakes just after the 2 s grace, while xinterp or CPython is finalizing: it must wait at the
+    # fence (its interpreter's GIL, taken for good) instead of running beside finalization.
+    'sleep-wakes-at-exit': 'import time; time.sleep(2.2)\nwhile True: pass',
     'lock': 'import threading; l = threading.Lock(); l.acquire(); l.acquire()',
     'select': 'import os, select; r, w = os.pipe(); select.select([r], [], [])',
 }

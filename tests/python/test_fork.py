@@ -160,6 +160,7 @@ q.put(b'parent still fine', timeout=5)
 '''
 
 
+@pytest.mark.no_asan
 @pytest.mark.parametrize('hard_exit', [False, True], ids=['sys.exit', 'os._exit'])
 def test_fork_while_queues_and_channels_are_busy(hard_exit):
     forks = int(os.environ.get("XINTERP_FORKS", "25"))

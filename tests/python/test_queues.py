@@ -245,8 +245,7 @@ def test_destroying_a_queue_releases_its_buffers():
 
 
 def test_bad_input(q):
-    with pytest.raises(ValueError):
-        xinterp.create_queue(-1)
+    assert xinterp.create_queue(-1).maxsize == 0  # negative: unbounded, as in CPython 3.14
     with pytest.raises(TypeError):
         xinterp.create_queue('3')
     with pytest.raises(ValueError):
