@@ -54,6 +54,7 @@ t.join()
 '''
 
 
+@pytest.mark.no_asan  # another thread runs Python (allocating) while the main thread forks
 def test_fork_with_live_subinterpreters():
     proc = run_script(FORK, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -68,11 +68,13 @@ def drain(log, n, timeout=10):
 
 
 def assert_all_released_in(owner_id, reports, exports):
-    """`exports` releases, each run in the owner; the last one found the bytearray resizable."""
+    """`exports` releases, each run in the owner; the last left no export behind, and whenever
+    none was left (exports may rise again while a borrower streams) the bytearray was resizable."""
     assert len(reports) == exports
     assert all(r[0] == owner_id for r in reports), reports[:5]
-    assert sorted(r[1] for r in reports) == list(range(exports))
-    assert [r[2] for r in reports if r[1] == 0] == [True]
+    assert all(r[1] >= 0 for r in reports), reports[:5]
+    assert reports[-1][1] == 0
+    assert all(r[2] for r in reports if r[1] == 0), [r for r in reports if r[1] == 0][:5]
 
 
 def assert_balanced(live, closed_before):
