@@ -14,7 +14,7 @@
 //     still queued stay for take_all().
 //   - take_all(), remove_if(pred): take items out (to destroy them outside the lock);
 //     visit(fn): look at every item.
-//   - size(): one relaxed load; may be stale.
+//   - size(), get_waiters(), put_waiters(): relaxed loads; may be stale.
 //
 // Requirements: T is movable; its destructor may run on any thread that calls get, take_all or
 // remove_if (never under the queue's lock).
@@ -65,6 +65,10 @@ class BlockingQueue {
     return e > d ? static_cast<size_t>(e - d) : 0;
   }
   bool closed() const noexcept { return closed_.load(std::memory_order_acquire); }
+  // Threads parked in get() / put() right now (spinning ones are not counted). For tests and
+  // stats, which wait for a waiter to park instead of sleeping; may be stale.
+  int get_waiters() const noexcept { return get_waiters_.load(std::memory_order_relaxed); }
+  int put_waiters() const noexcept { return put_waiters_.load(std::memory_order_relaxed); }
 
   QueueStatus put(T&& item, Timeout timeout) {
     if (closed()) return QueueStatus::kClosed;

@@ -103,7 +103,7 @@ class _ChannelEnd:
 
     @property
     def is_closed(self):
-        state, _, _ = _xinterp.channel_info(self._id)
+        state = _xinterp.channel_info(self._id)[0]
         return state == 2
 
 
@@ -135,7 +135,7 @@ class SendChannel(_ChannelEnd):
 
     @property
     def is_closed(self):
-        state, _, _ = _xinterp.channel_info(self._id)
+        state = _xinterp.channel_info(self._id)[0]
         return state != 0
 
     def send(self, obj, timeout=None, *, unbound=None, unbounditems=None):

@@ -703,13 +703,14 @@ PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
 
 PyObject* handle_get_nowait(PyObject* self, PyObject*) { return queue_get(self, false, nullptr); }
 
-// info() -> (size, maxsize, unbound)
+// info() -> (size, maxsize, unbound, parked getters, parked putters)
 PyObject* handle_info(PyObject* self, PyObject*) {
   XQueue* qp = handle_queue(self);
   if (qp == nullptr) return nullptr;
   XQueue& q = *qp;
-  return Py_BuildValue("(nni)", static_cast<Py_ssize_t>(q.items.size()),
-                       static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound));
+  return Py_BuildValue("(nniii)", static_cast<Py_ssize_t>(q.items.size()),
+                       static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound),
+                       q.items.get_waiters(), q.items.put_waiters());
 }
 
 PyObject* handle_id(PyObject* self, void*) {
@@ -738,7 +739,7 @@ PyMethodDef kHandleMethods[] = {
     {"get", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(handle_get)),
      METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
     {"get_nowait", handle_get_nowait, METH_NOARGS, "get_nowait()"},
-    {"info", handle_info, METH_NOARGS, "info() -> (size, maxsize, unbound)"},
+    {"info", handle_info, METH_NOARGS, "info() -> (size, maxsize, unbound, parked getters, parked putters)"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -955,15 +956,16 @@ PyObject* mod_channel_close(PyObject* module, PyObject* args) {
   return channel_result_error(module, r, id);
 }
 
-// channel_info(id) -> (state: 0 open, 1 closing, 2 closed, count, unbound)
+// channel_info(id) -> (state: 0 open, 1 closing, 2 closed, count, unbound, parked receivers)
 PyObject* mod_channel_info(PyObject* module, PyObject* arg) {
   int64_t id;
   if (!parse_id(arg, &id, "channel")) return nullptr;
   auto ch = ChannelRegistry::get().find(id);
-  if (ch == nullptr) return Py_BuildValue("(ini)", 2, static_cast<Py_ssize_t>(0), 1);
+  if (ch == nullptr) return Py_BuildValue("(inii)", 2, static_cast<Py_ssize_t>(0), 1, 0);
   (void)module;
-  return Py_BuildValue("(ini)", static_cast<int>(ch->state.load()),
-                       static_cast<Py_ssize_t>(ch->items.size()), static_cast<int>(ch->unbound));
+  return Py_BuildValue("(inii)", static_cast<int>(ch->state.load()),
+                       static_cast<Py_ssize_t>(ch->items.size()), static_cast<int>(ch->unbound),
+                       ch->items.get_waiters());
 }
 
 PyObject* mod_channel_list_all(PyObject*, PyObject*) {

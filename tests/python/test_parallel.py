@@ -1,65 +1,52 @@
-"""Calls release the caller's GIL and every interpreter has its own: two interpreters run Python
-in parallel. This is a check of parallelism, not a speed target."""
+"""Calls release the caller's GIL and every interpreter has its own, so calls into two
+interpreters are in progress at the same time, and the caller's interpreter keeps running.
 
-import os
+These are checks of concurrency that can be observed (a hand-shake that could not complete if
+the calls ran one after the other), not of speed: how much faster two interpreters are than one
+is measured by the benchmark suite (``python -m xinterp bench``), never asserted in a test.
+"""
+
 import threading
-import time
-
-import pytest
 
 import xinterp
-from shared_helpers import cpu_work
+
+from shared_helpers import evaluate
 
 
-@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason='needs two cores')
-def test_two_interpreters_run_python_in_parallel():
+def test_calls_into_two_interpreters_are_in_progress_at_once():
+    # Each call announces itself on its own queue, then waits for the other's announcement. If
+    # the two calls were serialised, the first would wait until its timeout and raise.
     a, b = xinterp.create(), xinterp.create()
+    qa, qb = xinterp.create_queue(), xinterp.create_queue()
     try:
-        n = 300_000
-        a.call(cpu_work, 1000)  # warm up both
-        b.call(cpu_work, 1000)
-        # Each alone, then both at once on two threads; best of three to shrug off noise.
-        solo = []
-        both = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            a.call(cpu_work, n)
-            t1 = time.perf_counter()
-            b.call(cpu_work, n)
-            t2 = time.perf_counter()
-            solo.append((t1 - t0) + (t2 - t1))
-            threads = [threading.Thread(target=i.call, args=(cpu_work, n)) for i in (a, b)]
-            t3 = time.perf_counter()
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            both.append(time.perf_counter() - t3)
-        # Serialised execution would take about the sum; parallel about half of it.
-        assert min(both) < 0.8 * min(solo), (solo, both)
+        a.prepare_main(mine=qa, theirs=qb, name='a')
+        b.prepare_main(mine=qb, theirs=qa, name='b')
+        code = 'mine.put(name)\ngot = theirs.get(timeout=60)'
+        threads = [threading.Thread(target=i.exec, args=(code,)) for i in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert (a.call(evaluate, 'got'), b.call(evaluate, 'got')) == ('b', 'a')
     finally:
         a.close()
         b.close()
 
 
 def test_caller_interpreter_keeps_running_during_a_call():
+    # The sub-interpreter's call waits for a value that only a thread of the calling (main)
+    # interpreter puts, after the call began: it completes only if the call released main's GIL.
     a = xinterp.create()
+    started, reply = xinterp.create_queue(), xinterp.create_queue()
     try:
-        ticks = 0
-        stop = threading.Event()
+        def main_thread_side():
+            started.get(timeout=60)  # the call is running in `a` now
+            reply.put('from main')
 
-        def ticker():
-            nonlocal ticks
-            while not stop.is_set():
-                ticks += 1
-                time.sleep(0.001)
-
-        t = threading.Thread(target=ticker)
+        t = threading.Thread(target=main_thread_side)
         t.start()
-        from shared_helpers import busy_until
-        a.call(busy_until, 0.3)  # the main GIL is released meanwhile
-        stop.set()
+        a.prepare_main(started=started, reply=reply)
+        a.exec('started.put(1)\nresult = reply.get(timeout=60)\nassert result == "from main"')
         t.join()
-        assert ticks > 20
     finally:
         a.close()
