@@ -34,9 +34,9 @@
 #include <variant>
 #include <vector>
 
-#include "python_engine.h"
-#include "status.h"
-#include "xidata.h"
+#include "engine/python_engine.h"
+#include "engine/status.h"
+#include "data/xidata.h"
 #include "xinterp/python.h"
 
 namespace {

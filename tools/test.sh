@@ -140,7 +140,8 @@ python_stage() {
     "$prefix/bin/python3" -m venv "$venv" && "$venv/bin/pip" install -q --upgrade pip
   fi
   # pip always rebuilds a project given by path, so this installs the current sources.
-  if ! "$venv/bin/pip" install -q ".[test]"; then
+  # The test hooks (bindings/test_hooks.cc) are compiled into test builds only.
+  if ! "$venv/bin/pip" install -q -C cmake.define.XINTERP_TEST_HOOKS=ON ".[test]"; then
     SUMMARY+=("$name: INSTALL FAILED")
     TOTAL_FAILED=$((TOTAL_FAILED + 1))
     return
@@ -171,7 +172,7 @@ asan_python_stage() {
   local prefix
   prefix="$(pyenv prefix "$version" 2>/dev/null)" || return 0  # reported by python_stage
   [ -x "$venv/bin/python" ] || return 0
-  if ! build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_PYTHON=ON \
+  if ! build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_PYTHON=ON -DXINTERP_TEST_HOOKS=ON \
        -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
        -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
     return

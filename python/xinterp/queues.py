@@ -161,7 +161,7 @@ class Queue:
         return self.qsize() == 0
 
     def full(self):
-        size, maxsize, _ = self._info()
+        size, maxsize = self._info()[:2]
         return maxsize > 0 and size >= maxsize
 
     def qsize(self):

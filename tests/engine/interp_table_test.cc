@@ -1,6 +1,6 @@
 // InterpTable, the lock-free map behind PythonEngine::current_owner(): single-threaded behaviour,
 // capacity, and readers racing writers (run under TSan and ASan by the test command).
-#include "interp_table.h"
+#include "engine/interp_table.h"
 
 #include <gtest/gtest.h>
 

@@ -16,6 +16,11 @@ def pytest_report_header(config):
 
 
 def pytest_configure(config):
+    # Some tests reach below the public API through hooks compiled into test builds only.
+    if not getattr(xinterp._xinterp, '_TEST_HOOKS', 0):
+        raise pytest.UsageError(
+            'this build of xinterp has no test hooks; build it for testing with '
+            "pip install -C cmake.define.XINTERP_TEST_HOOKS=ON '.[test]' (tools/test.sh does)")
     # A sanitizer run imports a special build through PYTHONPATH; make sure it is the one used.
     expected = os.environ.get('XINTERP_EXPECT_BUILD')
     if expected and not os.path.abspath(xinterp._xinterp.__file__).startswith(expected):

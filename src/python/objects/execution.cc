@@ -1,10 +1,10 @@
-#include "execution.h"
+#include "objects/execution.h"
 
 #include <marshal.h>
 
 #include <cstring>
 
-#include "python_engine.h"
+#include "engine/python_engine.h"
 
 namespace xinterp::python {
 namespace {

@@ -1,4 +1,4 @@
-#include "xidata.h"
+#include "data/xidata.h"
 
 #include <marshal.h>
 
@@ -8,8 +8,8 @@
 
 #include <utility>
 
-#include "queue_registry.h"
-#include "shared_buffer.h"
+#include "objects/queue_registry.h"
+#include "data/buffer_borrow.h"
 
 namespace xinterp::python {
 namespace {

@@ -1,11 +1,11 @@
-#include "queue_registry.h"
+#include "objects/queue_registry.h"
 
 #include <deque>
 #include <vector>
 
-#include "fork_abandon.h"
-#include "python_engine.h"
-#include "shared_buffer.h"
+#include "objects/fork_abandon.h"
+#include "engine/python_engine.h"
+#include "data/buffer_borrow.h"
 
 namespace xinterp::python {
 

@@ -1,4 +1,4 @@
-#include "python_engine.h"
+#include "engine/python_engine.h"
 
 #include <chrono>
 #include <cstdio>
@@ -11,12 +11,12 @@
 #include <algorithm>
 #include <map>
 
-#include "channel_registry.h"
-#include "cpython_private.h"
-#include "fork_abandon.h"
-#include "queue_registry.h"
-#include "shared_buffer.h"
-#include "thread_switch.h"
+#include "objects/channel_registry.h"
+#include "cpython/cpython_private.h"
+#include "objects/fork_abandon.h"
+#include "objects/queue_registry.h"
+#include "data/buffer_borrow.h"
+#include "engine/thread_switch.h"
 
 namespace xinterp::python {
 namespace {

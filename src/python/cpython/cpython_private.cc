@@ -1,4 +1,4 @@
-#include "cpython_private.h"
+#include "cpython/cpython_private.h"
 
 #if PY_VERSION_HEX < 0x030C0000
 #error "xinterp needs CPython 3.12 or newer (per-interpreter GIL)"

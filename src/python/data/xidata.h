@@ -41,7 +41,7 @@
 #include <string>
 #include <vector>
 
-#include "status.h"
+#include "engine/status.h"
 
 namespace xinterp::python {
 class BufferBorrow;

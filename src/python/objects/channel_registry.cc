@@ -1,10 +1,10 @@
-#include "channel_registry.h"
+#include "objects/channel_registry.h"
 
 #include <deque>
 #include <vector>
 
-#include "fork_abandon.h"
-#include "shared_buffer.h"
+#include "objects/fork_abandon.h"
+#include "data/buffer_borrow.h"
 #include <thread>
 
 namespace xinterp::python {

@@ -17,7 +17,7 @@
 
 #include <Python.h>
 
-#include "cpython_private.h"
+#include "cpython/cpython_private.h"
 
 namespace xinterp::python {
 

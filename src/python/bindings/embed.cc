@@ -1,9 +1,9 @@
 // The C++ embedding API (include/xinterp/python.h) over PythonEngine.
 #include <Python.h>
 
-#include "execution.h"
-#include "python_engine.h"
-#include "xidata.h"
+#include "objects/execution.h"
+#include "engine/python_engine.h"
+#include "data/xidata.h"
 #include "xinterp/python.h"
 
 namespace xinterp::python {

@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "status.h"
-#include "xidata.h"
+#include "engine/status.h"
+#include "data/xidata.h"
 
 namespace xinterp::python {
 

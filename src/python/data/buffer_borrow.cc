@@ -1,7 +1,7 @@
-#include "shared_buffer.h"
+#include "data/buffer_borrow.h"
 
-#include "cpython_private.h"
-#include "python_engine.h"
+#include "cpython/cpython_private.h"
+#include "engine/python_engine.h"
 
 namespace xinterp::python {
 

@@ -24,8 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "interp_record.h"
-#include "status.h"
+#include "engine/interp_record.h"
+#include "engine/status.h"
 #include "xinterp/pending_call.h"
 
 namespace xinterp::python {

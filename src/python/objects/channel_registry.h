@@ -24,7 +24,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "queue_registry.h"
+#include "objects/queue_registry.h"
 
 namespace xinterp::python {
 

@@ -37,9 +37,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "interp_record.h"
-#include "interp_table.h"
-#include "status.h"
+#include "engine/interp_record.h"
+#include "engine/interp_table.h"
+#include "engine/status.h"
 #include "xinterp/engine.h"
 #include "xinterp/runtime.h"
 

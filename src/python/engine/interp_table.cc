@@ -1,4 +1,4 @@
-#include "interp_table.h"
+#include "engine/interp_table.h"
 
 namespace xinterp::python {
 

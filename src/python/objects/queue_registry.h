@@ -20,7 +20,7 @@
 #include <unordered_set>
 #include <vector>
 
-#include "xidata.h"
+#include "data/xidata.h"
 #include "xinterp/blocking_queue.h"
 
 namespace xinterp::python {

@@ -1,0 +1,203 @@
+// Channels for Python (PEP 554, as in CPython 3.13's draft package): the module's channel
+// functions, over ChannelRegistry. xinterp.channels wraps them in RecvChannel and SendChannel.
+#include <Python.h>
+
+#include <optional>
+#include <utility>
+
+#include "bindings/boundary.h"
+#include "bindings/module_state.h"
+#include "objects/channel_registry.h"
+
+namespace xinterp::python {
+namespace {
+
+
+enum ChannelExc { kChannelError, kChannelNotFound, kChannelEmpty, kChannelClosed, kChannelNotEmpty };
+
+PyObject* channel_error(PyObject* module, ChannelExc which, const char* fmt, long long id) {
+  PyObject* type = state_of(module)->channel_exc[which];
+  PyErr_Format(type ? type : PyExc_RuntimeError, fmt, id);
+  return nullptr;
+}
+
+std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
+  auto ch = ChannelRegistry::get().find(id);
+  if (ch == nullptr) {
+    if (ChannelRegistry::get().inherited(id)) {
+      channel_error(module, kChannelError, "channel %lld was inherited across fork() and cannot "
+                    "be used in the child; create a new one there", id);
+    } else if (ChannelRegistry::get().existed(id)) {
+      channel_error(module, kChannelClosed, "channel %lld is closed", id);
+    } else {
+      channel_error(module, kChannelNotFound, "channel %lld not found", id);
+    }
+  }
+  return ch;
+}
+
+PyObject* channel_result_error(PyObject* module, ChannelResult r, int64_t id) {
+  switch (r) {
+    case ChannelResult::kTimeout:
+      PyErr_SetString(PyExc_TimeoutError, "timed out");
+      return nullptr;
+    case ChannelResult::kClosed:
+      return channel_error(module, kChannelClosed, "channel %lld is closed", id);
+    case ChannelResult::kEmpty:
+      return channel_error(module, kChannelEmpty, "channel %lld is empty", id);
+    case ChannelResult::kNotEmpty:
+      return channel_error(module, kChannelNotEmpty, "channel %lld may not be closed "
+                                                     "while it still has items", id);
+    case ChannelResult::kNotFound:
+      return channel_error(module, kChannelNotFound, "channel %lld not found", id);
+    case ChannelResult::kOk:
+      break;
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* mod_channel_create(PyObject*, PyObject* arg) {
+  UnboundOp unbound;
+  if (!parse_unbound(arg, &unbound)) return nullptr;
+  return PyLong_FromLongLong(ChannelRegistry::get().create(unbound));
+}
+
+// channel_send(id, obj, unbound (0 = default), wait, timeout, buffer_only)
+PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 6) {
+    PyErr_SetString(PyExc_TypeError, "channel_send(id, obj, unbound, wait, timeout, buffer_only)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id, "channel")) return nullptr;
+  auto ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  UnboundOp unbound = ch->unbound;
+  const bool use_default = PyLong_Check(args[2]) && PyObject_Not(args[2]) == 1;  // 0: default
+  if (!use_default && !parse_unbound(args[2], &unbound)) return nullptr;
+  const int wait = PyObject_IsTrue(args[3]);
+  const int buffer_only = PyObject_IsTrue(args[5]);
+  if (wait < 0 || buffer_only < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(args[4], &timeout)) return nullptr;
+  if (buffer_only && !PyObject_CheckBuffer(args[1])) {
+    PyErr_Format(PyExc_TypeError, "send_buffer() needs an object with the buffer protocol, "
+                                  "got %.200s", Py_TYPE(args[1])->tp_name);
+    return nullptr;
+  }
+  ChannelItem item;
+  Status s = encode(args[1], Fallback::kFull, &item.value);
+  if (!s.ok()) return raise(module, s);
+  item.sender = (*state_of(module)->self)->py_id;
+  item.unbound = unbound;
+  ChannelResult r;
+  Py_BEGIN_ALLOW_THREADS
+  r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
+  Py_END_ALLOW_THREADS
+  return channel_result_error(module, r, id);
+}
+
+// channel_recv(id, block, timeout) -> (found, obj, unbound_state)
+PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id, "channel")) return nullptr;
+  auto ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  const int block = PyObject_IsTrue(args[1]);
+  if (block < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(args[2], &timeout)) return nullptr;
+  if (!block) timeout = std::chrono::nanoseconds::zero();
+  ChannelItem item;
+  bool interrupted = false;
+  ChannelResult r = blocking(
+      [&](std::optional<std::chrono::nanoseconds> t) {
+        return ChannelRegistry::get().recv(*ch, &item, t);
+      },
+      timeout, ChannelResult::kTimeout, &interrupted);
+  if (interrupted) return nullptr;
+  // A blocking recv whose wait ran out (a zero timeout, or none left) reports kEmpty.
+  if (r == ChannelResult::kEmpty && block) r = ChannelResult::kTimeout;
+  if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
+  if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
+  if (item.unbound_state != 0) {
+    return Py_BuildValue("(OOi)", Py_True, Py_None, static_cast<int>(item.unbound_state));
+  }
+  PyObject* obj = decode(item.value);
+  if (obj == nullptr) return nullptr;
+  return Py_BuildValue("(ONi)", Py_True, obj, 0);
+}
+
+// channel_close(id, send, recv, force)
+PyObject* mod_channel_close(PyObject* module, PyObject* args) {
+  PyObject* id_obj;
+  int send = 0, recv = 0, force = 0;
+  if (!PyArg_ParseTuple(args, "Oppp:channel_close", &id_obj, &send, &recv, &force)) {
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(id_obj, &id, "channel")) return nullptr;
+  ChannelResult r = ChannelRegistry::get().close(id, send, recv, force);
+  return channel_result_error(module, r, id);
+}
+
+// channel_info(id) -> (state: 0 open, 1 closing, 2 closed, count, unbound, parked receivers)
+PyObject* mod_channel_info(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id, "channel")) return nullptr;
+  auto ch = ChannelRegistry::get().find(id);
+  if (ch == nullptr) return Py_BuildValue("(inii)", 2, static_cast<Py_ssize_t>(0), 1, 0);
+  (void)module;
+  return Py_BuildValue("(inii)", static_cast<int>(ch->state.load()),
+                       static_cast<Py_ssize_t>(ch->items.size()), static_cast<int>(ch->unbound),
+                       ch->items.get_waiters());
+}
+
+PyObject* mod_channel_list_all(PyObject*, PyObject*) {
+  auto all = ChannelRegistry::get().all();
+  PyObject* list = PyList_New(0);
+  for (size_t k = 0; list != nullptr && k < all.size(); ++k) {
+    if (all[k]->state.load() == ChannelState::kClosed) continue;
+    PyObject* item = Py_BuildValue("(Li)", static_cast<long long>(all[k]->id),
+                                   static_cast<int>(all[k]->unbound));
+    if (item == nullptr || PyList_Append(list, item) < 0) Py_CLEAR(list);
+    Py_XDECREF(item);
+  }
+  return list;
+}
+
+PyObject* mod_set_channel_exceptions(PyObject* module, PyObject* args) {
+  ModuleState* st = state_of(module);
+  PyObject* e[5];
+  if (!PyArg_ParseTuple(args, "OOOOO", &e[0], &e[1], &e[2], &e[3], &e[4])) return nullptr;
+  for (PyObject* x : e) {
+    if (!PyExceptionClass_Check(x)) return PyErr_Format(PyExc_TypeError, "expected exception "
+                                                        "classes, got %.200s", Py_TYPE(x)->tp_name);
+  }
+  for (int k = 0; k < 5; ++k) Py_XSETREF(st->channel_exc[k], Py_NewRef(e[k]));
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kMethods[] = {
+    {"channel_create", mod_channel_create, METH_O, "channel_create(unbound) -> id"},
+    {"channel_send", fastcall(mod_channel_send), METH_FASTCALL,
+     "channel_send(id, obj, unbound, wait, timeout, buffer_only)"},
+    {"channel_recv", fastcall(mod_channel_recv), METH_FASTCALL,
+     "channel_recv(id, block, timeout) -> (found, obj, unbound_state)"},
+    {"channel_close", mod_channel_close, METH_VARARGS, "channel_close(id, send, recv, force)"},
+    {"channel_info", mod_channel_info, METH_O,
+     "channel_info(id) -> (state, count, unbound, parked receivers)"},
+    {"channel_list_all", mod_channel_list_all, METH_NOARGS, "[(id, unbound)]"},
+    {"_set_channel_exceptions", mod_set_channel_exceptions, METH_VARARGS, "internal"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+int add_channel_functions(PyObject* module) { return PyModule_AddFunctions(module, kMethods); }
+
+}  // namespace xinterp::python

@@ -1,0 +1,125 @@
+// xinterp._xinterp: the extension module's state and init. Each Python-facing concept adds its
+// functions and types from its own file (interpreter_functions.cc, stats_functions.cc,
+// queue_functions.cc, channel_functions.cc, test_hooks.cc); the Python boundary they share
+// (argument parsing, error mapping, blocking waits) is boundary.h.
+#include <Python.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "bindings/boundary.h"
+#include "bindings/module_state.h"
+#include "data/buffer_borrow.h"
+#include "engine/python_engine.h"
+
+namespace xinterp::python {
+namespace {
+
+int add_exception(PyObject* module, const char* name, PyObject* base, PyObject** slot) {
+  std::string qualified = std::string("xinterp.") + name;
+  *slot = PyErr_NewException(qualified.c_str(), base, nullptr);
+  if (*slot == nullptr) return -1;
+  return PyModule_AddObjectRef(module, name, *slot);
+}
+
+int module_exec(PyObject* module) {
+  ModuleState* st = state_of(module);
+  if (add_exception(module, "InterpreterError", PyExc_Exception, &st->interpreter_error) < 0 ||
+      add_exception(module, "InterpreterNotFoundError", st->interpreter_error,
+                    &st->not_found_error) < 0) {
+    return -1;
+  }
+  // PEP 734 drafts made it a ValueError, CPython 3.14 a TypeError: catchable as either.
+  PyObject* bases = PyTuple_Pack(2, PyExc_TypeError, PyExc_ValueError);
+  if (bases == nullptr) return -1;
+  int r = add_exception(module, "NotShareableError", bases, &st->not_shareable_error);
+  Py_DECREF(bases);
+  if (r < 0) return -1;
+  st->shared_buffer_type = make_shared_buffer_type(module);
+  if (st->shared_buffer_type == nullptr ||
+      PyModule_AddObjectRef(module, "_SharedBuffer", st->shared_buffer_type) < 0) {
+    return -1;
+  }
+  if (add_interpreter_functions(module) < 0 || add_stats_functions(module) < 0 ||
+      add_queue_functions(module) < 0 || add_channel_functions(module) < 0 ||
+      add_test_hooks(module) < 0) {
+    return -1;
+  }
+  Status s;
+  std::shared_ptr<InterpRecord> rec = PythonEngine::get().register_current(&s);
+  if (rec == nullptr) {
+    raise(module, s);
+    return -1;
+  }
+  st->self = new std::shared_ptr<InterpRecord>(std::move(rec));
+  return 0;
+}
+
+int module_traverse(PyObject* module, visitproc visit, void* arg) {
+  ModuleState* st = state_of(module);
+  Py_VISIT(st->interpreter_error);
+  Py_VISIT(st->not_found_error);
+  Py_VISIT(st->not_shareable_error);
+  Py_VISIT(st->shared_buffer_type);
+  Py_VISIT(st->queue_handle_type);
+  Py_VISIT(st->queue_error);
+  Py_VISIT(st->queue_not_found);
+  Py_VISIT(st->queue_empty);
+  Py_VISIT(st->queue_full);
+  Py_VISIT(st->item_destroyed);
+  for (PyObject* o : st->channel_exc) Py_VISIT(o);
+  for (PyObject* o : st->unbound_objs) Py_VISIT(o);
+  return 0;
+}
+
+int module_clear(PyObject* module) {
+  ModuleState* st = state_of(module);
+  Py_CLEAR(st->interpreter_error);
+  Py_CLEAR(st->not_found_error);
+  Py_CLEAR(st->not_shareable_error);
+  Py_CLEAR(st->shared_buffer_type);
+  Py_CLEAR(st->queue_handle_type);
+  Py_CLEAR(st->queue_error);
+  Py_CLEAR(st->queue_not_found);
+  Py_CLEAR(st->queue_empty);
+  Py_CLEAR(st->queue_full);
+  Py_CLEAR(st->item_destroyed);
+  for (PyObject*& o : st->channel_exc) Py_CLEAR(o);
+  for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
+  return 0;
+}
+
+void module_free(void* module) {
+  module_clear(static_cast<PyObject*>(module));
+  ModuleState* st = state_of(static_cast<PyObject*>(module));
+  delete st->self;
+  st->self = nullptr;
+  // An interpreter xinterp did not create is going away: close its core owner while it can
+  // still run the calls queued for it. (xinterp's own are closed by close() or shutdown().)
+  if (PyInterpreterState_Get() != PyInterpreterState_Main()) PythonEngine::get().forget_current();
+}
+
+PyModuleDef_Slot kSlots[] = {
+    {Py_mod_exec, reinterpret_cast<void*>(module_exec)},
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    {0, nullptr},
+};
+
+}  // namespace
+
+PyModuleDef kModule = {
+    PyModuleDef_HEAD_INIT,
+    "_xinterp",
+    "xinterp's extension module: interpreters, cross-interpreter calls, stats.",
+    sizeof(ModuleState),
+    nullptr,  // functions: added by module_exec
+    kSlots,
+    module_traverse,
+    module_clear,
+    module_free,
+};
+
+}  // namespace xinterp::python
+
+PyMODINIT_FUNC PyInit__xinterp(void) { return PyModuleDef_Init(&xinterp::python::kModule); }

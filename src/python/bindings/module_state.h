@@ -1,0 +1,58 @@
+// The extension module's per-interpreter state, and how the bindings find it.
+//
+// xinterp._xinterp uses multi-phase init and is declared safe for interpreters with their own
+// GIL: every Python object it keeps lives in the module state of one interpreter (no static
+// PyObject*). The process-wide state is PythonEngine and the registries, plain C++.
+//
+// Threading: a ModuleState is touched only by threads attached to its interpreter.
+#pragma once
+
+#include <Python.h>
+
+#include <memory>
+
+#include "engine/interp_record.h"
+
+namespace xinterp::python {
+
+extern PyModuleDef kModule;
+
+struct ModuleState {
+  PyObject* interpreter_error;
+  PyObject* not_found_error;
+  PyObject* not_shareable_error;
+  PyObject* shared_buffer_type;
+  PyObject* queue_handle_type;
+  // Set by xinterp.queues at import (Python classes): QueueError, QueueNotFoundError,
+  // QueueEmpty, QueueFull.
+  PyObject* queue_error;
+  PyObject* queue_not_found;
+  PyObject* queue_empty;
+  PyObject* queue_full;
+  PyObject* item_destroyed;   // ItemInterpreterDestroyed
+  // Set by xinterp.channels at import: ChannelError, ChannelNotFoundError, ChannelEmptyError,
+  // ChannelClosedError, ChannelNotEmptyError.
+  PyObject* channel_exc[5];
+  PyObject* unbound_objs[3];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
+  // This interpreter's record (kept for the queues' hot path).
+  std::shared_ptr<InterpRecord>* self;
+};
+
+inline ModuleState* state_of(PyObject* module) {
+  return static_cast<ModuleState*>(PyModule_GetState(module));
+}
+
+// The module that defined an object's (heap) type: how methods of our types find the state.
+inline PyObject* module_of_type(PyObject* self) {
+  return PyType_GetModuleByDef(Py_TYPE(self), &kModule);
+}
+
+// Each binding file adds its functions and types to the module (module.cc calls them in order
+// from the module's exec slot). -1 with an exception set on failure.
+int add_interpreter_functions(PyObject* module);
+int add_stats_functions(PyObject* module);
+int add_queue_functions(PyObject* module);
+int add_channel_functions(PyObject* module);
+int add_test_hooks(PyObject* module);  // a no-op unless built with XINTERP_TEST_HOOKS
+
+}  // namespace xinterp::python

@@ -1,0 +1,367 @@
+// Queues for Python: the module's queue functions and _QueueHandle, the object through which
+// xinterp.queues.Queue puts and gets with no registry lookup on the hot path.
+#include <Python.h>
+
+#include <optional>
+#include <utility>
+
+#include "bindings/boundary.h"
+#include "bindings/module_state.h"
+#include "objects/fork_abandon.h"
+#include "objects/queue_registry.h"
+
+namespace xinterp::python {
+namespace {
+
+PyObject* queue_exc(PyObject* module, PyObject* ModuleState::*which, PyObject* fallback) {
+  PyObject* t = state_of(module)->*which;
+  return t != nullptr ? t : fallback;
+}
+
+PyObject* mod_queue_create(PyObject*, PyObject* args) {
+  Py_ssize_t maxsize;
+  PyObject* unbound_obj;
+  int syncobj = 0;
+  if (!PyArg_ParseTuple(args, "nO|p:queue_create", &maxsize, &unbound_obj, &syncobj)) {
+    return nullptr;
+  }
+  if (maxsize < 0) {
+    PyErr_SetString(PyExc_ValueError, "maxsize must be 0 (unbounded) or positive");
+    return nullptr;
+  }
+  UnboundOp unbound;
+  if (!parse_unbound(unbound_obj, &unbound)) return nullptr;
+  return PyLong_FromLongLong(
+      QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound, syncobj != 0));
+}
+
+PyObject* mod_queue_release(PyObject*, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id, "queue")) return nullptr;
+  QueueRegistry::get().release(id);
+  Py_RETURN_NONE;
+}
+
+// Sets the exception for a put/get that did not succeed; returns nullptr.
+PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
+  switch (s) {
+    case QueueStatus::kFull:
+      PyErr_Format(queue_exc(module, &ModuleState::queue_full, PyExc_RuntimeError),
+                   "queue %lld is full", static_cast<long long>(id));
+      return nullptr;
+    case QueueStatus::kEmpty:
+      PyErr_Format(queue_exc(module, &ModuleState::queue_empty, PyExc_RuntimeError),
+                   "queue %lld is empty", static_cast<long long>(id));
+      return nullptr;
+    case QueueStatus::kClosed:
+      PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
+                   "queue %lld is closed (the process is exiting, or its last reference was "
+                   "released)", static_cast<long long>(id));
+      return nullptr;
+    case QueueStatus::kTimeout:  // mapped to kFull or kEmpty by the caller
+    case QueueStatus::kOk:
+      break;
+  }
+  PyErr_Format(PyExc_SystemError, "xinterp: unexpected queue status %d", static_cast<int>(s));
+  return nullptr;
+}
+
+// --- _QueueHandle: a Python object holding one reference to a queue ---------------------------
+// xinterp.queues.Queue keeps one; its methods go straight to the queue (no registry lookup on
+// the hot path). Dropping the handle releases the queue reference.
+
+struct QueueHandle {
+  PyObject_HEAD
+  std::shared_ptr<XQueue>* queue;
+  uint64_t fork_generation;  // fork_abandon.h: a handle from before a fork refuses use
+};
+
+PyObject* raise_inherited_queue(PyObject* module, int64_t id) {
+  PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
+               "queue %lld was inherited across fork() and cannot be used in the child; "
+               "create a new one there", static_cast<long long>(id));
+  return nullptr;
+}
+
+// The handle's queue, or nullptr with QueueError set if the handle comes from before a fork.
+XQueue* handle_queue(PyObject* self) {
+  auto* h = reinterpret_cast<QueueHandle*>(self);
+  if (h->fork_generation != fork_generation()) [[unlikely]] {
+    PyObject* module = module_of_type(self);
+    if (module != nullptr) raise_inherited_queue(module, (*h->queue)->id);
+    return nullptr;
+  }
+  return h->queue->get();
+}
+
+bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, UnboundOp* out) {
+  if (arg == nullptr || arg == Py_None) {
+    *out = deflt;
+    return true;
+  }
+  for (int k = 0; k < 3; ++k) {
+    if (st->unbound_objs[k] != nullptr && arg == st->unbound_objs[k]) {
+      *out = static_cast<UnboundOp>(k + 1);
+      return true;
+    }
+  }
+  PyErr_Format(PyExc_ValueError,
+               "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE, got a %.200s",
+               Py_TYPE(arg)->tp_name);
+  return false;
+}
+
+PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout_obj,
+                    PyObject* unbound_obj, PyObject* syncobj_obj) {
+  PyObject* module = module_of_type(self);
+  if (module == nullptr) return nullptr;
+  ModuleState* st = state_of(module);
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  UnboundOp unbound;
+  if (!parse_unbounditems(st, unbound_obj, q.unbound, &unbound)) return nullptr;
+  bool syncobj = q.syncobj;
+  if (syncobj_obj != nullptr && syncobj_obj != Py_None) {
+    const int v = PyObject_IsTrue(syncobj_obj);
+    if (v < 0) return nullptr;
+    syncobj = v != 0;
+  }
+  QueueItem item;
+  Status s = encode(obj, syncobj ? Fallback::kNone : Fallback::kFull, &item.value);
+  if (!s.ok()) return raise(module, s);
+  item.sender = (*st->self)->py_id;
+  item.unbound = unbound;
+  QueueStatus qs = q.items.put(std::move(item), std::chrono::nanoseconds::zero());
+  bool interrupted = false;
+  if (qs == QueueStatus::kFull && block) {
+    // A refused put leaves `item` in place (BlockingQueue moves only on success).
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
+      return q.items.put(std::move(item), t);
+    }, timeout, QueueStatus::kTimeout, &interrupted);
+  }
+  if (qs == QueueStatus::kOk) Py_RETURN_NONE;
+  if (interrupted) return nullptr;
+  return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kFull : qs, q.id);
+}
+
+PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
+  PyObject* module = module_of_type(self);
+  if (module == nullptr) return nullptr;
+  ModuleState* st = state_of(module);
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  QueueItem item;
+  QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
+  bool interrupted = false;
+  if (qs == QueueStatus::kEmpty && block) {
+    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q.items.get(&item, t); },
+                  timeout, QueueStatus::kTimeout, &interrupted);
+  }
+  if (qs != QueueStatus::kOk) {
+    if (interrupted) return nullptr;
+    return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kEmpty : qs,
+                              q.id);
+  }
+  if (item.unbound_state == 1 && st->unbound_objs[0] != nullptr) {
+    return Py_NewRef(st->unbound_objs[0]);
+  }
+  if (item.unbound_state != 0) {
+    PyErr_SetString(queue_exc(module, &ModuleState::item_destroyed, PyExc_RuntimeError),
+                    "the interpreter that put this item was closed");
+    return nullptr;
+  }
+  return decode(item.value);
+}
+
+// The unbound policy given as 3.14's `unbounditems` or the 3.13 draft's `unbound`.
+bool pick_unbound(PyObject* unbounditems, PyObject* unbound, PyObject** out) {
+  const bool a = unbounditems != nullptr && unbounditems != Py_None;
+  const bool b = unbound != nullptr && unbound != Py_None;
+  if (a && b) {
+    PyErr_SetString(PyExc_TypeError, "give unbounditems or unbound, not both");
+    return false;
+  }
+  *out = a ? unbounditems : (b ? unbound : nullptr);
+  return true;
+}
+
+// put(obj, block=True, timeout=None, *, unbounditems=None, syncobj=None, unbound=None)
+// (syncobj and unbound are the 3.13 draft's spellings.)
+PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
+  static const char* const names[] = {"obj", "block", "timeout", "unbounditems", "syncobj",
+                                      "unbound"};
+  PyObject* a[6];
+  if (!parse_params("put", args, nargs, kw, names, 6, 3, 1, a)) return nullptr;
+  const int block = parse_bool(a[1], true);
+  if (block < 0) return nullptr;
+  PyObject* unbound;
+  if (!pick_unbound(a[3], a[5], &unbound)) return nullptr;
+  return queue_put(self, a[0], block != 0, a[2], unbound, a[4]);
+}
+
+// put_nowait(obj, *, unbounditems=None, syncobj=None, unbound=None)
+PyObject* handle_put_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
+                            PyObject* kw) {
+  static const char* const names[] = {"obj", "unbounditems", "syncobj", "unbound"};
+  PyObject* a[4];
+  if (!parse_params("put_nowait", args, nargs, kw, names, 4, 1, 1, a)) return nullptr;
+  PyObject* unbound;
+  if (!pick_unbound(a[1], a[3], &unbound)) return nullptr;
+  return queue_put(self, a[0], false, nullptr, unbound, a[2]);
+}
+
+// get(block=True, timeout=None)
+PyObject* handle_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
+  static const char* const names[] = {"block", "timeout"};
+  PyObject* a[2];
+  if (!parse_params("get", args, nargs, kw, names, 2, 2, 0, a)) return nullptr;
+  const int block = parse_bool(a[0], true);
+  if (block < 0) return nullptr;
+  return queue_get(self, block != 0, a[1]);
+}
+
+PyObject* handle_get_nowait(PyObject* self, PyObject*) { return queue_get(self, false, nullptr); }
+
+// info() -> (size, maxsize, unbound, parked getters, parked putters)
+PyObject* handle_info(PyObject* self, PyObject*) {
+  XQueue* qp = handle_queue(self);
+  if (qp == nullptr) return nullptr;
+  XQueue& q = *qp;
+  return Py_BuildValue("(nniii)", static_cast<Py_ssize_t>(q.items.size()),
+                       static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound),
+                       q.items.get_waiters(), q.items.put_waiters());
+}
+
+PyObject* handle_id(PyObject* self, void*) {
+  return PyLong_FromLongLong((*reinterpret_cast<QueueHandle*>(self)->queue)->id);
+}
+
+void handle_dealloc(PyObject* self) {
+  auto* h = reinterpret_cast<QueueHandle*>(self);
+  PyTypeObject* type = Py_TYPE(self);
+  if (h->queue != nullptr) {
+    const int64_t id = (*h->queue)->id;
+    delete h->queue;
+    h->queue = nullptr;
+    QueueRegistry::get().release(id);
+  }
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyMethodDef kHandleMethods[] = {
+    {"put", fastcall(handle_put), METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None, *, unbounditems=None, syncobj=None, unbound=None)"},
+    {"put_nowait", fastcall(handle_put_nowait), METH_FASTCALL | METH_KEYWORDS,
+     "put_nowait(obj, *, unbounditems=None, syncobj=None, unbound=None)"},
+    {"get", fastcall(handle_get), METH_FASTCALL | METH_KEYWORDS, "get(block=True, timeout=None)"},
+    {"get_nowait", handle_get_nowait, METH_NOARGS, "get_nowait()"},
+    {"info", handle_info, METH_NOARGS,
+     "info() -> (size, maxsize, unbound, parked getters, parked putters)"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyGetSetDef kHandleGetSet[] = {
+    {"id", handle_id, nullptr, "queue id", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr},
+};
+
+PyType_Slot kHandleSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(handle_dealloc)},
+    {Py_tp_methods, kHandleMethods},
+    {Py_tp_getset, kHandleGetSet},
+    {0, nullptr},
+};
+
+PyType_Spec kHandleSpec = {
+    "xinterp._xinterp._QueueHandle",
+    sizeof(QueueHandle),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    kHandleSlots,
+};
+
+PyObject* raise_queue_not_found(PyObject* module, int64_t id) {
+  PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
+               "queue %lld not found", static_cast<long long>(id));
+  return nullptr;
+}
+
+// queue_handle(id) -> a handle holding one reference to the queue.
+PyObject* mod_queue_handle(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id, "queue")) return nullptr;
+  if (!QueueRegistry::get().bind(id)) {
+    if (QueueRegistry::get().inherited(id)) return raise_inherited_queue(module, id);
+    return raise_queue_not_found(module, id);
+  }
+  std::shared_ptr<XQueue> q = QueueRegistry::get().find(id);
+  auto* type = reinterpret_cast<PyTypeObject*>(state_of(module)->queue_handle_type);
+  PyObject* h = q ? type->tp_alloc(type, 0) : nullptr;
+  if (h == nullptr) {
+    QueueRegistry::get().release(id);
+    return PyErr_Occurred() ? nullptr : raise_queue_not_found(module, id);
+  }
+  reinterpret_cast<QueueHandle*>(h)->queue = new std::shared_ptr<XQueue>(std::move(q));
+  reinterpret_cast<QueueHandle*>(h)->fork_generation = fork_generation();
+  return h;
+}
+
+PyObject* mod_queue_list_all(PyObject*, PyObject*) {
+  auto all = QueueRegistry::get().all();
+  PyObject* list = PyList_New(0);
+  for (size_t k = 0; list != nullptr && k < all.size(); ++k) {
+    PyObject* id = PyLong_FromLongLong(all[k]->id);
+    if (id == nullptr || PyList_Append(list, id) < 0) Py_CLEAR(list);
+    Py_XDECREF(id);
+  }
+  return list;
+}
+
+PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
+  ModuleState* st = state_of(module);
+  PyObject *err, *not_found, *empty, *full, *destroyed, *u1, *u2, *u3;
+  if (!PyArg_ParseTuple(args, "OOOOOOOO", &err, &not_found, &empty, &full, &destroyed, &u1, &u2,
+                        &u3)) {
+    return nullptr;
+  }
+  for (PyObject* e : {err, not_found, empty, full, destroyed}) {
+    if (!PyExceptionClass_Check(e)) return PyErr_Format(PyExc_TypeError, "expected exception "
+                                                        "classes, got %.200s", Py_TYPE(e)->tp_name);
+  }
+  Py_XSETREF(st->item_destroyed, Py_NewRef(destroyed));
+  Py_XSETREF(st->unbound_objs[0], Py_NewRef(u1));
+  Py_XSETREF(st->unbound_objs[1], Py_NewRef(u2));
+  Py_XSETREF(st->unbound_objs[2], Py_NewRef(u3));
+  Py_XSETREF(st->queue_error, Py_NewRef(err));
+  Py_XSETREF(st->queue_not_found, Py_NewRef(not_found));
+  Py_XSETREF(st->queue_empty, Py_NewRef(empty));
+  Py_XSETREF(st->queue_full, Py_NewRef(full));
+  Py_RETURN_NONE;
+}
+
+PyMethodDef kMethods[] = {
+    {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},
+    {"queue_release", mod_queue_release, METH_O, "queue_release(id): drop one reference"},
+    {"queue_handle", mod_queue_handle, METH_O, "queue_handle(id) -> a handle with one reference"},
+    {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},
+    {"_set_queue_exceptions", mod_set_queue_exceptions, METH_VARARGS, "internal"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+}  // namespace
+
+int add_queue_functions(PyObject* module) {
+  ModuleState* st = state_of(module);
+  st->queue_handle_type = PyType_FromModuleAndSpec(module, &kHandleSpec, nullptr);
+  if (st->queue_handle_type == nullptr) return -1;
+  return PyModule_AddFunctions(module, kMethods);
+}
+
+}  // namespace xinterp::python
