@@ -41,6 +41,24 @@ namespace xinterp {
 
 enum class QueueStatus { kOk, kFull, kEmpty, kTimeout, kClosed };
 
+// The short spin BlockingQueue does before it parks, for any hand-over between two running
+// threads (a channel's receipt, too): a few thousand pause instructions (tens of microseconds),
+// so that a partner already on another core costs no futex sleep and wake. Skipped on one core.
+// Returns ready()'s last answer.
+template <class Ready>
+bool spin_briefly(Ready ready) {
+  constexpr int kSpins = 4000;
+  static const bool multicore = std::thread::hardware_concurrency() > 1;
+  if (!multicore) return ready();
+  for (int i = 0; i < kSpins; ++i) {
+    if (ready()) return true;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  return ready();
+}
+
 template <class T>
 class BlockingQueue {
  public:
@@ -194,18 +212,9 @@ class BlockingQueue {
     enqueued_.fetch_add(1, std::memory_order_release);
   }
 
-  // A short spin before parking: a hand-over between two running threads then costs no
-  // futex sleep and wake. Bounded (~tens of microseconds), and skipped on one core.
   template <class Ready>
   void spin_until(Ready ready) const {
-    static const bool multicore = std::thread::hardware_concurrency() > 1;
-    if (!multicore) return;
-    for (int i = 0; i < kSpins; ++i) {
-      if (ready() || closed()) return;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#endif
-    }
+    spin_briefly([&] { return ready() || closed(); });
   }
 
   // Waits on cv (its mutex held through `lock`) until ready(), close, or the timeout.
@@ -237,8 +246,6 @@ class BlockingQueue {
     waiters.fetch_sub(1, std::memory_order_relaxed);
     return result;
   }
-
-  static constexpr int kSpins = 4000;
 
   const size_t maxsize_;
   // Consumers' side.

@@ -19,6 +19,9 @@
 //   - yield_attached(owner): called by a closer that is attached to the owner and must wait for
 //     another thread of that owner to finish draining; let that thread run (release and re-take
 //     the owner's lock).
+//   - owner_label(owner) / current_label(): the engine's own name for an owner (CPython: its
+//     interpreter id) and for the owner the calling thread is attached to, or -1; only for
+//     messages (the debug affinity check names both). Async-signal-safe, no allocation.
 //   - report_failure(owner, what): a call failed (it returned false or threw `what`). Called on
 //     the thread that ran the call, outside every core lock. Never raise into the owner's code.
 //
@@ -46,6 +49,8 @@ class Engine {
   virtual bool is_idle(Owner& /*owner*/) noexcept { return false; }
   virtual void yield_attached(Owner& owner) noexcept;
   virtual void report_failure(Owner& /*owner*/, const char* /*what*/) noexcept {}
+  virtual int64_t owner_label(const Owner& /*owner*/) const noexcept { return -1; }
+  virtual int64_t current_label() const noexcept { return -1; }
 };
 
 }  // namespace xinterp

@@ -285,6 +285,8 @@ class Interpreter:
         return t
 
 
+_xinterp._register_class('Interpreter', Interpreter)  # Interpreter objects travel by id
+
 from .queues import (  # noqa: E402
     Queue, QueueEmpty, QueueError, QueueFull, create as create_queue,
 )

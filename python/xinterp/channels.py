@@ -159,6 +159,10 @@ class SendChannel(_ChannelEnd):
         _xinterp.channel_close(self._id, True, False, False)
 
 
+_xinterp._register_class('RecvChannel', RecvChannel)  # channel ends travel by id
+_xinterp._register_class('SendChannel', SendChannel)
+
+
 def _resolve(obj, unbound):
     if unbound == 2:
         raise ItemInterpreterDestroyed('the interpreter that sent this item was closed')

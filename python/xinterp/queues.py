@@ -190,3 +190,6 @@ class Queue:
 
     def get_nowait(self):
         return self._handle.get_nowait()
+
+
+_xinterp._register_class('Queue', Queue)  # Queue objects travel by id

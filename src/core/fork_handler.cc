@@ -6,8 +6,8 @@
 #include <mutex>
 #include <vector>
 
-#include "fail.h"
-#include "mutex.h"
+#include "base/fail.h"
+#include "base/mutex.h"
 #include "xinterp/runtime.h"
 
 namespace xinterp::internal {

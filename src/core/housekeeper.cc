@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "fail.h"
+#include "base/fail.h"
 #include "futex.h"
 #include "xinterp/runtime.h"
 

@@ -27,7 +27,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "mutex.h"
+#include "base/mutex.h"
 #include "xinterp/owner.h"
 
 namespace xinterp {

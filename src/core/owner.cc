@@ -3,7 +3,7 @@
 #include <climits>
 #include <exception>
 
-#include "fail.h"
+#include "base/fail.h"
 #include "futex.h"
 #include "housekeeper.h"
 #include "owner_registry.h"

@@ -1,6 +1,6 @@
 #include "xinterp/owner_bound.h"
 
-#include "fail.h"
+#include "base/fail.h"
 #include "xinterp/runtime.h"
 
 namespace xinterp {
@@ -33,10 +33,15 @@ struct OwnerBoundRecord final : PendingCall {
 };
 
 void check_attached(const Owner& owner, const char* what) noexcept {
-  OwnerId current = owner.runtime().engine().current_owner();
+  const Engine& engine = owner.runtime().engine();
+  OwnerId current = engine.current_owner();
   XI_CHECK(current == owner.id(),
-           "%s: object of owner %llu touched from owner %llu (0 = no owner attached)", what,
-           static_cast<unsigned long long>(owner.id()), static_cast<unsigned long long>(current));
+           "%s: object of owner %llu (engine id %lld) touched from owner %llu (engine id %lld; "
+           "owner 0 = none attached)",
+           what, static_cast<unsigned long long>(owner.id()),
+           static_cast<long long>(engine.owner_label(owner)),
+           static_cast<unsigned long long>(current),
+           static_cast<long long>(engine.current_label()));
 }
 
 }  // namespace internal

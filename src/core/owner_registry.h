@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "mutex.h"
+#include "base/mutex.h"
 #include "xinterp/owner.h"
 #include "xinterp/runtime.h"
 

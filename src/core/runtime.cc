@@ -1,6 +1,6 @@
 #include "xinterp/runtime.h"
 
-#include "fail.h"
+#include "base/fail.h"
 #include "fork_handler.h"
 #include "housekeeper.h"
 #include "owner_registry.h"

@@ -27,8 +27,8 @@ TEST(DebugAffinityDeathTest, GetFromAnotherOwnerFailsNamingBoth) {
   OwnerRef b = runtime.create_owner(&sb);
   int object = 0;
   OwnerBound h(a, &object, &release_noop);
-  std::string expected = "object of owner " + std::to_string(a->id()) + " touched from owner " +
-                         std::to_string(b->id());
+  std::string expected = "object of owner " + std::to_string(a->id()) +
+                         " \\(engine id -1\\) touched from owner " + std::to_string(b->id());
   EXPECT_DEATH(
       {
         TestEngine::ScopedCurrent in_b(b->id());

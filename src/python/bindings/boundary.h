@@ -15,8 +15,9 @@
 #include <cstdint>
 #include <optional>
 
+#include "base/wait_slice.h"
 #include "engine/status.h"
-#include "objects/queue_registry.h"
+#include "objects/queue.h"
 
 namespace xinterp::python {
 
@@ -54,18 +55,15 @@ PyCFunction fastcall(F f) {
   return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
 }
 
-// The one wait slice of the bindings: how long a blocked call may go without handling signals
-// (Ctrl-C in the main thread), and without noticing a state change nobody notifies it of.
-inline constexpr std::chrono::nanoseconds kWaitSlice = std::chrono::milliseconds(100);
-
-// Waits in slices of kWaitSlice so that signal handlers get to run. op(slice) does one wait
-// without the GIL and returns `timed_out` when that slice ran out. Returns op's last result;
+// Waits in slices of internal::kWaitSlice (base/wait_slice.h) so that signal handlers get to
+// run. op(slice) does one wait without the GIL and returns `timed_out` when that slice ran out. Returns op's last result;
 // *interrupted is set (with the handler's exception set) when a signal handler raised.
 template <class Op, class Result>
 Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result timed_out,
                 bool* interrupted) {
   using std::chrono::nanoseconds;
   using std::chrono::steady_clock;
+  using internal::kWaitSlice;
   const auto start = steady_clock::now();
   while (true) {
     std::optional<nanoseconds> slice = kWaitSlice;

@@ -7,7 +7,7 @@
 
 #include "bindings/boundary.h"
 #include "bindings/module_state.h"
-#include "objects/channel_registry.h"
+#include "objects/channel.h"
 
 namespace xinterp::python {
 namespace {
@@ -85,10 +85,12 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
                                   "got %.200s", Py_TYPE(args[1])->tp_name);
     return nullptr;
   }
-  ChannelItem item;
-  Status s = encode(args[1], Fallback::kFull, &item.value);
+  Item item;
+  ModuleState* st = state_of(module);
+  const Sender sender{*st->self, &st->classes};
+  Status s = encode(args[1], Fallback::kFull, &item.value, &sender);
   if (!s.ok()) return raise(module, s);
-  item.sender = (*state_of(module)->self)->py_id;
+  item.sender = sender.record->py_id;
   item.unbound = unbound;
   ChannelResult r;
   Py_BEGIN_ALLOW_THREADS
@@ -112,7 +114,7 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_timeout(args[2], &timeout)) return nullptr;
   if (!block) timeout = std::chrono::nanoseconds::zero();
-  ChannelItem item;
+  Item item;
   bool interrupted = false;
   ChannelResult r = blocking(
       [&](std::optional<std::chrono::nanoseconds> t) {
@@ -124,10 +126,10 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   if (r == ChannelResult::kEmpty && block) r = ChannelResult::kTimeout;
   if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
   if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
-  if (item.unbound_state != 0) {
-    return Py_BuildValue("(OOi)", Py_True, Py_None, static_cast<int>(item.unbound_state));
+  if (item.state != UnboundState::kBound) {
+    return Py_BuildValue("(OOi)", Py_True, Py_None, static_cast<int>(item.state));
   }
-  PyObject* obj = decode(item.value);
+  PyObject* obj = decode(item.value, &state_of(module)->classes);
   if (obj == nullptr) return nullptr;
   return Py_BuildValue("(ONi)", Py_True, obj, 0);
 }

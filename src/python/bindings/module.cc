@@ -10,7 +10,7 @@
 
 #include "bindings/boundary.h"
 #include "bindings/module_state.h"
-#include "data/buffer_borrow.h"
+#include "data/shared_buffer.h"
 #include "engine/python_engine.h"
 
 namespace xinterp::python {
@@ -22,6 +22,44 @@ int add_exception(PyObject* module, const char* name, PyObject* base, PyObject**
   if (*slot == nullptr) return -1;
   return PyModule_AddObjectRef(module, name, *slot);
 }
+
+// xidata's lookup of the calling interpreter's classes: through its xinterp module, if imported.
+const SharedClasses* current_classes() {
+  PyObject* name = PyUnicode_FromString("xinterp._xinterp");
+  PyObject* module = name ? PyImport_GetModule(name) : nullptr;
+  Py_XDECREF(name);
+  if (module == nullptr) {
+    PyErr_Clear();
+    return nullptr;
+  }
+  const SharedClasses* classes = nullptr;
+  if (PyModule_GetDef(module) == &kModule) classes = &state_of(module)->classes;
+  Py_DECREF(module);  // the module stays in sys.modules, and its state with it
+  return classes;
+}
+
+// _register_class(kind, cls): the package tells the module which of its classes travel by id.
+PyObject* mod_register_class(PyObject* module, PyObject* args) {
+  const char* kind;
+  PyObject* cls;
+  if (!PyArg_ParseTuple(args, "sO!:_register_class", &kind, &PyType_Type, &cls)) return nullptr;
+  SharedClasses& c = state_of(module)->classes;
+  const std::pair<const char*, PyObject**> slots[] = {
+      {"Interpreter", &c.interpreter}, {"Queue", &c.queue},
+      {"RecvChannel", &c.recv_channel}, {"SendChannel", &c.send_channel}};
+  for (const auto& [name, slot] : slots) {
+    if (std::string(name) == kind) {
+      Py_XSETREF(*slot, Py_NewRef(cls));
+      Py_RETURN_NONE;
+    }
+  }
+  return PyErr_Format(PyExc_ValueError, "unknown shareable class kind %s", kind);
+}
+
+PyMethodDef kMethods[] = {
+    {"_register_class", mod_register_class, METH_VARARGS, "internal"},
+    {nullptr, nullptr, 0, nullptr},
+};
 
 int module_exec(PyObject* module) {
   ModuleState* st = state_of(module);
@@ -41,7 +79,9 @@ int module_exec(PyObject* module) {
       PyModule_AddObjectRef(module, "_SharedBuffer", st->shared_buffer_type) < 0) {
     return -1;
   }
-  if (add_interpreter_functions(module) < 0 || add_stats_functions(module) < 0 ||
+  st->classes.shared_buffer = reinterpret_cast<PyTypeObject*>(st->shared_buffer_type);
+  set_classes_lookup(&current_classes);
+  if (PyModule_AddFunctions(module, kMethods) < 0 || add_interpreter_functions(module) < 0 || add_stats_functions(module) < 0 ||
       add_queue_functions(module) < 0 || add_channel_functions(module) < 0 ||
       add_test_hooks(module) < 0) {
     return -1;
@@ -70,6 +110,10 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   Py_VISIT(st->item_destroyed);
   for (PyObject* o : st->channel_exc) Py_VISIT(o);
   for (PyObject* o : st->unbound_objs) Py_VISIT(o);
+  Py_VISIT(st->classes.interpreter);
+  Py_VISIT(st->classes.queue);
+  Py_VISIT(st->classes.recv_channel);
+  Py_VISIT(st->classes.send_channel);
   return 0;
 }
 
@@ -87,6 +131,11 @@ int module_clear(PyObject* module) {
   Py_CLEAR(st->item_destroyed);
   for (PyObject*& o : st->channel_exc) Py_CLEAR(o);
   for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
+  Py_CLEAR(st->classes.interpreter);
+  Py_CLEAR(st->classes.queue);
+  Py_CLEAR(st->classes.recv_channel);
+  Py_CLEAR(st->classes.send_channel);
+  st->classes.shared_buffer = nullptr;  // a borrowed pointer into shared_buffer_type
   return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "data/xidata.h"
 #include "engine/interp_record.h"
 
 namespace xinterp::python {
@@ -23,6 +24,9 @@ struct ModuleState {
   PyObject* not_shareable_error;
   PyObject* shared_buffer_type;
   PyObject* queue_handle_type;
+  // xinterp's Python classes that travel by id, registered by the package at import
+  // (_register_class), and shared_buffer_type: what encode() and decode() use here.
+  SharedClasses classes;
   // Set by xinterp.queues at import (Python classes): QueueError, QueueNotFoundError,
   // QueueEmpty, QueueFull.
   PyObject* queue_error;

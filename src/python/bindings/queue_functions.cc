@@ -7,8 +7,8 @@
 
 #include "bindings/boundary.h"
 #include "bindings/module_state.h"
-#include "objects/fork_abandon.h"
-#include "objects/queue_registry.h"
+#include "engine/fork_generation.h"
+#include "objects/queue.h"
 
 namespace xinterp::python {
 namespace {
@@ -73,7 +73,7 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
 struct QueueHandle {
   PyObject_HEAD
   std::shared_ptr<XQueue>* queue;
-  uint64_t fork_generation;  // fork_abandon.h: a handle from before a fork refuses use
+  uint64_t fork_generation;  // engine/fork_generation.h: a handle from before a fork refuses use
 };
 
 PyObject* raise_inherited_queue(PyObject* module, int64_t id) {
@@ -129,10 +129,11 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
     if (v < 0) return nullptr;
     syncobj = v != 0;
   }
-  QueueItem item;
-  Status s = encode(obj, syncobj ? Fallback::kNone : Fallback::kFull, &item.value);
+  Item item;
+  const Sender sender{*st->self, &st->classes};
+  Status s = encode(obj, syncobj ? Fallback::kNone : Fallback::kFull, &item.value, &sender);
   if (!s.ok()) return raise(module, s);
-  item.sender = (*st->self)->py_id;
+  item.sender = sender.record->py_id;
   item.unbound = unbound;
   QueueStatus qs = q.items.put(std::move(item), std::chrono::nanoseconds::zero());
   bool interrupted = false;
@@ -156,7 +157,7 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   XQueue& q = *qp;
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
-  QueueItem item;
+  Item item;
   QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
   bool interrupted = false;
   if (qs == QueueStatus::kEmpty && block) {
@@ -168,15 +169,15 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
     return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kEmpty : qs,
                               q.id);
   }
-  if (item.unbound_state == 1 && st->unbound_objs[0] != nullptr) {
+  if (item.state == UnboundState::kReplaced && st->unbound_objs[0] != nullptr) {
     return Py_NewRef(st->unbound_objs[0]);
   }
-  if (item.unbound_state != 0) {
+  if (item.state != UnboundState::kBound) {
     PyErr_SetString(queue_exc(module, &ModuleState::item_destroyed, PyExc_RuntimeError),
                     "the interpreter that put this item was closed");
     return nullptr;
   }
-  return decode(item.value);
+  return decode(item.value, &st->classes);
 }
 
 // The unbound policy given as 3.14's `unbounditems` or the 3.13 draft's `unbound`.

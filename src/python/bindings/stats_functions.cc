@@ -7,7 +7,7 @@
 #include "bindings/module_state.h"
 #include "data/xidata.h"
 #include "engine/python_engine.h"
-#include "objects/queue_registry.h"
+#include "objects/queue.h"
 
 namespace xinterp::python {
 namespace {

@@ -1,18 +1,21 @@
-// Zero-copy buffers between interpreters.
-//
 // BufferBorrow: one interpreter's buffer (a Py_buffer taken on any exporter: bytearray, array,
-// mmap, memoryview, ...) lent to others. Made in the owner; handed around as a
-// std::shared_ptr. When the last reference goes (a receiver's memoryview released, a queue item
-// dropped), the Py_buffer is released inside the owner through the core: inline if the
-// dropping thread is attached to the owner, else posted (intrusively: the borrow is its own
-// pending call, so the release never allocates). If the owner is already gone the release runs
-// raw: the record is freed and the Py_buffer is not touched (counted in the owner's run_raw).
+// mmap, memoryview, large bytes, ...) lent to others, zero-copy.
 //
-// SharedBuffer (Python type _xinterp._SharedBuffer): the receiver-side exporter over a borrow;
-// receivers get memoryview(SharedBuffer), which sees the owner's memory directly, with the
-// owner's readonly flag, format, itemsize and shape.
+// Made in the owner (take()); handed around as a std::shared_ptr. The Py_buffer is held through
+// the core's owner-affine handle (xinterp/owner_bound.h), the one mechanism for every reference
+// the engine holds across interpreters: when the last shared_ptr goes (a receiver's memoryview
+// released, a queue item dropped), the handle gives the Py_buffer back inside the owner: inline
+// if the dropping thread is attached to the owner, else as a pending call whose record was
+// allocated at take(), so the release never allocates. If the owner is already gone the release
+// runs raw: the Py_buffer is not touched (counted in the owner's run_raw). A debug build
+// (XINTERP_DEBUG) checks, at take() and at the release, that the thread is attached to the
+// owner, and names both interpreters when it is not.
 //
-// Requirements: take() runs attached to the owner; make_view() attached to the receiver.
+// Every borrow is registered in its owner's InterpRecord (borrows, borrowed) from take() until
+// its release ran, so that close() can wait for them and name who holds them.
+//
+// Requirements: take() runs attached to the owner; the memory (buf()) may be read by any
+// interpreter while the BufferBorrow lives.
 // Threading: a shared_ptr<BufferBorrow> may be copied and dropped on any thread, GIL or not.
 #pragma once
 
@@ -26,46 +29,55 @@
 
 #include "engine/interp_record.h"
 #include "engine/status.h"
-#include "xinterp/pending_call.h"
+#include "xinterp/owner_bound.h"
 
 namespace xinterp::python {
 
-class BufferBorrow final : public PendingCall {
+// What stays with the owner until the release ran: the Py_buffer itself and who holds it now.
+struct LentBuffer {
+  Py_buffer view{};
+  std::shared_ptr<InterpRecord> owner;
+  // A receiving interpreter's id, or -1 while it sits in a queue or is in transit (for close()'s
+  // error message).
+  std::atomic<int64_t> holder{-1};
+};
+
+class BufferBorrow {
  public:
-  // Takes a C-contiguous buffer on obj, owned by the calling thread's interpreter. On failure
-  // returns nullptr with kNotShareable (not contiguous) or kPythonSet.
-  static std::shared_ptr<BufferBorrow> take(PyObject* obj, Status* status);
+  // Takes a C-contiguous buffer on obj, owned by the calling thread's interpreter, whose record
+  // is `owner` (looked up if null). On failure returns nullptr with kNotShareable (not
+  // contiguous) or kPythonSet.
+  static std::shared_ptr<BufferBorrow> take(PyObject* obj, std::shared_ptr<InterpRecord> owner,
+                                            Status* status);
+  ~BufferBorrow();  // gives the Py_buffer back (see above)
+  BufferBorrow(const BufferBorrow&) = delete;
+  BufferBorrow& operator=(const BufferBorrow&) = delete;
 
-  void* buf() const noexcept { return view_.buf; }
-  Py_ssize_t len() const noexcept { return view_.len; }
-  bool readonly() const noexcept { return view_.readonly != 0; }
-  int64_t owner_py_id() const noexcept { return rec_->py_id; }
-  // Who holds it now: a receiving interpreter's id, or -1 while it sits in a queue or is in
-  // transit. For close()'s error message.
-  int64_t holder() const noexcept { return holder_.load(std::memory_order_relaxed); }
-  void set_holder(int64_t id) noexcept { holder_.store(id, std::memory_order_relaxed); }
-
-  // A memoryview over the borrowed memory, in the calling (receiving) interpreter; it keeps a
-  // reference to `self` until it is released. New reference, or nullptr with an exception.
-  static PyObject* make_view(const std::shared_ptr<BufferBorrow>& self);
+  void* buf() const noexcept { return buf_; }
+  Py_ssize_t len() const noexcept { return len_; }
+  bool readonly() const noexcept { return readonly_; }
+  Py_ssize_t itemsize() const noexcept { return itemsize_; }
+  // Our own copies of the layout: receivers never read the owner's objects.
+  const std::string& format() const noexcept { return format_; }
+  std::vector<Py_ssize_t>& shape() noexcept { return shape_; }
+  std::vector<Py_ssize_t>& strides() noexcept { return strides_; }
+  int64_t owner_py_id() const noexcept { return owner_py_id_; }
+  void set_holder(int64_t id) noexcept { lent_->holder.store(id, std::memory_order_relaxed); }
 
  private:
-  BufferBorrow() noexcept : PendingCall(&BufferBorrow::run) {}
-  static bool run(PendingCall* call, RunMode mode);
-  static void give_back(BufferBorrow* borrow) noexcept;  // the shared_ptr's deleter
+  BufferBorrow() = default;
+  static bool release(void* lent, RunMode mode);  // the handle's release, in the owner
 
-  Py_buffer view_{};
+  void* buf_ = nullptr;
+  Py_ssize_t len_ = 0;
+  Py_ssize_t itemsize_ = 1;
+  bool readonly_ = true;
+  int64_t owner_py_id_ = -1;
   std::string format_;
   std::vector<Py_ssize_t> shape_;
   std::vector<Py_ssize_t> strides_;
-  std::shared_ptr<InterpRecord> rec_;
-  std::atomic<int64_t> holder_{-1};
-
-  friend struct SharedBufferObject;
-  friend int shared_buffer_getbuffer(PyObject*, Py_buffer*, int);
+  LentBuffer* lent_ = nullptr;  // owned by handle_ until its release ran
+  OwnerBound handle_;
 };
-
-// Creates the _SharedBuffer type for a module (multi-phase init: one per interpreter).
-PyObject* make_shared_buffer_type(PyObject* module);
 
 }  // namespace xinterp::python

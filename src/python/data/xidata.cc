@@ -8,8 +8,8 @@
 
 #include <utility>
 
-#include "objects/queue_registry.h"
 #include "data/buffer_borrow.h"
+#include "data/shared_buffer.h"
 
 namespace xinterp::python {
 namespace {
@@ -54,32 +54,52 @@ bool too_many_items(PyObject* obj) {
 std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0},
     g_bytes_copied_out{0};
 
-// The object's `id` if it is an instance of xinterp.<cls> (Interpreter, queues.Queue), else -1.
-// Only looks in sys.modules: an interpreter that never imported xinterp has no such objects.
-int64_t xinterp_object_id(PyObject* obj, const char* module, const char* cls) {
-  PyObject* name = PyUnicode_FromString(module);
-  PyObject* mod = name ? PyImport_GetModule(name) : nullptr;
-  Py_XDECREF(name);
-  if (mod == nullptr) {
-    PyErr_Clear();
-    return -1;
+std::atomic<ObjectBinder> g_queue_binder{nullptr};
+std::atomic<ClassesLookup> g_classes_lookup{nullptr};
+
+const SharedClasses* current_classes() {
+  ClassesLookup lookup = g_classes_lookup.load(std::memory_order_acquire);
+  return lookup != nullptr ? lookup() : nullptr;
+}
+
+// The sender's context, completed on first need (a lent buffer, an xinterp object).
+class SenderContext {
+ public:
+  explicit SenderContext(const Sender* given) {
+    if (given != nullptr) {
+      record_ = given->record;
+      classes_ = given->classes;
+    }
   }
-  PyObject* type = PyObject_GetAttrString(mod, cls);
-  Py_DECREF(mod);
+  const SharedClasses* classes() {
+    if (classes_ == nullptr && !looked_up_) {
+      classes_ = current_classes();
+      looked_up_ = true;
+    }
+    return classes_;
+  }
+  const std::shared_ptr<InterpRecord>& record() const { return record_; }
+
+ private:
+  std::shared_ptr<InterpRecord> record_;
+  const SharedClasses* classes_ = nullptr;
+  bool looked_up_ = false;
+};
+
+// The object's `id` if it is an instance of `cls` (one of the registered classes), else -1.
+int64_t object_id_if(PyObject* obj, PyObject* cls) {
+  if (cls == nullptr || !PyObject_TypeCheck(obj, reinterpret_cast<PyTypeObject*>(cls))) return -1;
+  PyObject* v = PyObject_GetAttrString(obj, "id");
   int64_t id = -1;
-  if (type != nullptr && PyType_Check(type) && PyObject_TypeCheck(obj, (PyTypeObject*)type)) {
-    PyObject* v = PyObject_GetAttrString(obj, "id");
-    if (v != nullptr && PyLong_Check(v)) id = PyLong_AsLongLong(v);
-    Py_XDECREF(v);
-  }
-  Py_XDECREF(type);
+  if (v != nullptr && PyLong_Check(v)) id = PyLong_AsLongLong(v);
+  Py_XDECREF(v);
   PyErr_Clear();
   return id;
 }
 
 // Fills `out` for natively shareable values; false (no exception set) otherwise, or -1 on a
 // Python error.
-int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
+int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderContext& sender) {
   if (depth > kMaxDepth) return 0;
   if (obj == Py_None) {
     out->kind = XValue::Kind::kNone;
@@ -138,7 +158,7 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
   if (PyBytes_CheckExact(obj)) {
     if (static_cast<size_t>(PyBytes_GET_SIZE(obj)) >= kBytesBorrowMin && !probe) {
       Status status;
-      out->buffer = BufferBorrow::take(obj, &status);
+      out->buffer = BufferBorrow::take(obj, sender.record(), &status);
       if (out->buffer != nullptr) {
         out->kind = XValue::Kind::kBytesBorrow;
         return 1;
@@ -155,7 +175,7 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
     out->items.resize(static_cast<size_t>(n));
     for (Py_ssize_t k = 0; k < n; ++k) {
       int r = encode_native(PyTuple_GET_ITEM(obj, k), &out->items[static_cast<size_t>(k)],
-                            depth + 1, probe);
+                            depth + 1, probe, sender);
       if (r != 1) return r;
     }
     return 1;
@@ -163,7 +183,7 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
   if (PyObject_CheckBuffer(obj)) {
     if (probe) return 1;
     Status status;
-    out->buffer = BufferBorrow::take(obj, &status);
+    out->buffer = BufferBorrow::take(obj, sender.record(), &status);
     if (out->buffer == nullptr) {
       if (status.kind == ErrorKind::kPythonSet) return -1;
       // Not C-contiguous: sent as a copy, arriving as bytes.
@@ -178,25 +198,29 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe) {
     out->kind = XValue::Kind::kBuffer;
     return 1;
   }
-  if (int64_t id = xinterp_object_id(obj, "xinterp", "Interpreter"); id >= 0) {
+  const SharedClasses* classes = sender.classes();
+  if (classes == nullptr) return 0;  // no xinterp objects in this interpreter
+  if (int64_t id = object_id_if(obj, classes->interpreter); id >= 0) {
     out->kind = XValue::Kind::kInterpreter;
     out->i = id;
     return 1;
   }
-  for (const auto& [cls, kind] : {std::pair{"RecvChannel", XValue::Kind::kRecvChannel},
-                                  std::pair{"SendChannel", XValue::Kind::kSendChannel}}) {
-    if (int64_t id = xinterp_object_id(obj, "xinterp.channels", cls); id >= 0) {
+  for (const auto& [cls, kind] : {std::pair{classes->recv_channel, XValue::Kind::kRecvChannel},
+                                  std::pair{classes->send_channel, XValue::Kind::kSendChannel}}) {
+    if (int64_t id = object_id_if(obj, cls); id >= 0) {
       out->kind = kind;
       out->i = id;
       return 1;
     }
   }
-  if (int64_t id = xinterp_object_id(obj, "xinterp.queues", "Queue"); id >= 0) {
+  if (int64_t id = object_id_if(obj, classes->queue); id >= 0) {
     if (probe) return 1;
-    if (!QueueRegistry::get().bind(id)) return 0;  // destroyed meanwhile
+    ObjectBinder bind = g_queue_binder.load(std::memory_order_acquire);
+    std::shared_ptr<ObjectRef> ref = bind != nullptr ? bind(id) : nullptr;
+    if (ref == nullptr) return 0;  // destroyed meanwhile
     out->kind = XValue::Kind::kQueue;
     out->i = id;
-    out->queue = std::make_shared<QueueRef>(id);
+    out->ref = std::move(ref);
     return 1;
   }
   return 0;
@@ -339,17 +363,27 @@ FallbackStats fallback_stats() noexcept {
   return f;
 }
 
+void set_queue_binder(ObjectBinder binder) noexcept {
+  g_queue_binder.store(binder, std::memory_order_release);
+}
+
+void set_classes_lookup(ClassesLookup lookup) noexcept {
+  g_classes_lookup.store(lookup, std::memory_order_release);
+}
+
 bool is_natively_shareable(PyObject* obj) {
   if (too_many_items(obj)) return false;
   XValue scratch;
-  int r = encode_native(obj, &scratch, 0, /*probe=*/true);
+  SenderContext sender(nullptr);
+  int r = encode_native(obj, &scratch, 0, /*probe=*/true, sender);
   if (r < 0) PyErr_Clear();
   return r == 1;
 }
 
-Status encode(PyObject* obj, Fallback fallback, XValue* out) {
+Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given) {
   *out = XValue();
-  int r = too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false);
+  SenderContext sender(given);
+  int r = too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false, sender);
   if (r == 1) return Status();
   if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
   *out = XValue();
@@ -387,7 +421,7 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out) {
   return Status();
 }
 
-PyObject* decode(const XValue& value) {
+PyObject* decode(const XValue& value, const SharedClasses* classes) {
   switch (value.kind) {
     case XValue::Kind::kNone:
       Py_RETURN_NONE;
@@ -409,7 +443,7 @@ PyObject* decode(const XValue& value) {
       PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
       if (t == nullptr) return nullptr;
       for (size_t k = 0; k < value.items.size(); ++k) {
-        PyObject* item = decode(value.items[k]);
+        PyObject* item = decode(value.items[k], classes);
         if (item == nullptr) {
           Py_DECREF(t);
           return nullptr;
@@ -428,8 +462,21 @@ PyObject* decode(const XValue& value) {
     }
     case XValue::Kind::kFunction:
       return decode_function(value);
-    case XValue::Kind::kBuffer:
-      return BufferBorrow::make_view(value.buffer);
+    case XValue::Kind::kBuffer: {
+      if (classes == nullptr) classes = current_classes();
+      if (classes == nullptr || classes->shared_buffer == nullptr) {
+        // The receiver has not imported xinterp: importing it creates the type.
+        PyObject* mod = PyImport_ImportModule("xinterp._xinterp");
+        if (mod == nullptr) return nullptr;
+        Py_DECREF(mod);
+        classes = current_classes();
+        if (classes == nullptr || classes->shared_buffer == nullptr) {
+          PyErr_SetString(PyExc_SystemError, "xinterp: no _SharedBuffer type in this interpreter");
+          return nullptr;
+        }
+      }
+      return make_view(value.buffer, classes->shared_buffer);
+    }
     case XValue::Kind::kBytesBorrow:
       return PyBytes_FromStringAndSize(static_cast<const char*>(value.buffer->buf()),
                                        value.buffer->len());
@@ -437,20 +484,29 @@ PyObject* decode(const XValue& value) {
     case XValue::Kind::kInterpreter:
     case XValue::Kind::kRecvChannel:
     case XValue::Kind::kSendChannel: {
+      if (classes == nullptr) classes = current_classes();
+      PyObject* SharedClasses::*slot = &SharedClasses::interpreter;
       const char* module = "xinterp";
       const char* name = "Interpreter";
       if (value.kind == XValue::Kind::kQueue) {
+        slot = &SharedClasses::queue;
         module = "xinterp.queues";
         name = "Queue";
       } else if (value.kind != XValue::Kind::kInterpreter) {
+        const bool recv = value.kind == XValue::Kind::kRecvChannel;
+        slot = recv ? &SharedClasses::recv_channel : &SharedClasses::send_channel;
         module = "xinterp.channels";
-        name = value.kind == XValue::Kind::kRecvChannel ? "RecvChannel" : "SendChannel";
+        name = recv ? "RecvChannel" : "SendChannel";
       }
-      PyObject* mod = PyImport_ImportModule(module);
-      if (mod == nullptr) return nullptr;
-      PyObject* cls = PyObject_GetAttrString(mod, name);
-      Py_DECREF(mod);
-      if (cls == nullptr) return nullptr;
+      PyObject* cls = classes != nullptr ? Py_XNewRef(classes->*slot) : nullptr;
+      if (cls == nullptr) {
+        // Not imported in the receiver yet: importing the module defines (and registers) it.
+        PyObject* mod = PyImport_ImportModule(module);
+        if (mod == nullptr) return nullptr;
+        cls = PyObject_GetAttrString(mod, name);
+        Py_DECREF(mod);
+        if (cls == nullptr) return nullptr;
+      }
       PyObject* obj = PyObject_CallFunction(cls, "L", static_cast<long long>(value.i));
       Py_DECREF(cls);
       return obj;

@@ -14,7 +14,7 @@
 //   - borrowed without a copy: any other object exporting the buffer protocol (bytearray,
 //     memoryview, array.array, mmap, ...), C-contiguous. The receiver gets a memoryview over the
 //     same memory; the sender's buffer is held until that view and every copy of the value are
-//     gone, then released inside the sender (see shared_buffer.h). A buffer that is not
+//     gone, then released inside the sender (see buffer_borrow.h). A buffer that is not
 //     C-contiguous is copied instead and arrives as bytes.
 //
 // Large bytes (>= kBytesBorrowMin) are self-contained too, but are not copied when put: bytes
@@ -41,14 +41,44 @@
 #include <string>
 #include <vector>
 
+#include "engine/interp_record.h"
 #include "engine/status.h"
 
 namespace xinterp::python {
-class BufferBorrow;
-struct QueueRef;
-}
 
-namespace xinterp::python {
+class BufferBorrow;
+
+// A reference that keeps an xinterp object travelling by id alive while a value holds it (a
+// queue). The layer that owns such objects (objects/queue) defines it and registers a binder.
+struct ObjectRef {
+  virtual ~ObjectRef() = default;
+};
+// Takes a reference to object `id`; nullptr if it is gone.
+using ObjectBinder = std::shared_ptr<ObjectRef> (*)(int64_t id);
+void set_queue_binder(ObjectBinder binder) noexcept;
+
+// xinterp's Python classes whose instances travel by id, in one interpreter, as its xinterp
+// package registered them at import (_xinterp._register_class), and the receiver-side type of
+// lent buffers. A null class means that interpreter has no such objects (it has not imported
+// the module that defines it).
+struct SharedClasses {
+  PyObject* interpreter = nullptr;
+  PyObject* queue = nullptr;
+  PyObject* recv_channel = nullptr;
+  PyObject* send_channel = nullptr;
+  PyTypeObject* shared_buffer = nullptr;
+};
+// The calling interpreter's SharedClasses (nullptr if it has not imported xinterp). The bindings
+// register it at module init; it costs a module lookup, so hot paths pass theirs instead.
+using ClassesLookup = const SharedClasses* (*)();
+void set_classes_lookup(ClassesLookup lookup) noexcept;
+
+// What encode() knows of the sending interpreter: its record (lent buffers are registered
+// there) and its classes. Either may be null; encode() then looks it up.
+struct Sender {
+  std::shared_ptr<InterpRecord> record;
+  const SharedClasses* classes = nullptr;
+};
 
 struct XValue {
   enum class Kind : uint8_t {
@@ -65,7 +95,7 @@ struct XValue {
   std::string data;         // str as UTF-8, bytes, big int in hex, pickle, marshalled code
   std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
-  std::shared_ptr<QueueRef> queue;       // kQueue (i is the queue id; kInterpreter: i is the id)
+  std::shared_ptr<ObjectRef> ref;        // kQueue: keeps the queue alive (i is its id)
 
   // Whether this value (or a tuple item) holds a lent buffer (kBuffer), i.e. depends on its
   // sender in a way that copying cannot undo.
@@ -80,10 +110,12 @@ enum class Fallback : uint8_t { kNone, kFull };
 
 inline constexpr size_t kBytesBorrowMin = 64 * 1024;
 
-// Encodes obj. On failure returns kNotShareable (no Python exception left set) or kPythonSet.
-Status encode(PyObject* obj, Fallback fallback, XValue* out);
-// A new reference, or nullptr with a Python exception set.
-PyObject* decode(const XValue& value);
+// Encodes obj, attached to its sender. On failure returns kNotShareable (no Python exception
+// left set) or kPythonSet.
+Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* sender = nullptr);
+// A new reference, or nullptr with a Python exception set. Attached to the receiver, whose
+// classes are `classes` (looked up if null).
+PyObject* decode(const XValue& value, const SharedClasses* classes = nullptr);
 // PEP 734 is_shareable(): natively shareable, no fallback.
 bool is_natively_shareable(PyObject* obj);
 

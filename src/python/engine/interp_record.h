@@ -5,23 +5,24 @@
 //   - `interp` is dereferenced only while the record is registered and the caller either holds
 //     a use of `owner`, is attached to the interpreter, or has it marked running (see
 //     PythonEngine::RunScope); a closer waits for all three to end.
-// Threading: the fields under "engine mutex" are read and written with PythonEngine's mutex
-// held; the atomics are read anywhere.
+// Threading: the fields marked "under PythonEngine::mu_" are read and written with the engine's
+// mutex held (clang's analysis cannot name another object's lock there); borrowed is guarded by
+// borrow_mu (checked); the atomics are read anywhere.
 #pragma once
 
 #include <Python.h>
 
 #include <atomic>
 #include <cstdint>
-#include <mutex>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "base/mutex.h"
 #include "xinterp/owner.h"
 
 namespace xinterp::python {
 
-class BufferBorrow;
+struct LentBuffer;
 
 // CPython's values of interpreter "whence" (3.13's _PyInterpreterState_WHENCE_*), used on 3.12 too.
 enum class Whence : int {
@@ -55,11 +56,10 @@ struct InterpRecord {
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};
-  std::mutex borrow_mu;
-  std::unordered_set<BufferBorrow*> borrowed;  // under borrow_mu
+  internal::Mutex borrow_mu;  // a leaf lock: nothing else is taken while it is held
+  std::unordered_set<LentBuffer*> borrowed XI_GUARDED_BY(borrow_mu);
 
-
-  // Under the engine mutex.
+  // Under PythonEngine::mu_.
   bool closing = false;
   bool inherited = false;      // a fork child's copy of a parent's sub-interpreter: unusable
   bool stranded = false;       // still running at exit: fenced, unlinked, abandoned (shutdown)

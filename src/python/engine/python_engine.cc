@@ -1,21 +1,21 @@
 #include "engine/python_engine.h"
 
-#include <chrono>
-#include <cstdio>
-#include <string>
-#include <thread>
-
 #include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <future>
 #include <map>
+#include <string>
+#include <thread>
 
-#include "objects/channel_registry.h"
+#include "base/fail.h"
 #include "cpython/cpython_private.h"
-#include "objects/fork_abandon.h"
-#include "objects/queue_registry.h"
 #include "data/buffer_borrow.h"
+#include "engine/fork_generation.h"
 #include "engine/thread_switch.h"
 
 namespace xinterp::python {
@@ -38,23 +38,23 @@ Status not_found(int64_t id) {
 // react to its interrupt before leaving it open.
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
 constexpr auto kFenceWait = std::chrono::milliseconds(200);
+// How long shutdown() waits for create() and close() calls already under way.
+constexpr auto kLifecycleWait = std::chrono::seconds(5);
 
 // Takes interp's GIL on a new thread that keeps it for the rest of the process. Waits up to
 // kFenceWait for it (a daemon thread that holds that GIL, running, gives it up within CPython's
 // switch interval); returns either way: the thread is detached and never joined.
 void fence(PyInterpreterState* interp) {
-  auto held = std::make_shared<std::atomic<bool>>(false);
-  std::thread([interp, held] {
+  std::promise<void> held;
+  std::future<void> got = held.get_future();
+  std::thread([interp, held = std::move(held)]() mutable {
     PyThreadState* ts = PyThreadState_New(interp);
+    if (ts != nullptr) PyEval_RestoreThread(ts);
+    held.set_value();  // with the GIL, or without a thread state (out of memory: not fenced)
     if (ts == nullptr) return;
-    PyEval_RestoreThread(ts);
-    held->store(true, std::memory_order_release);
     for (;;) pause();
   }).detach();
-  const auto until = std::chrono::steady_clock::now() + kFenceWait;
-  while (!held->load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  (void)got.wait_for(kFenceWait);
 }
 
 }  // namespace
@@ -68,8 +68,60 @@ PythonEngine& PythonEngine::get() {
 PythonEngine::PythonEngine() : runtime_(std::make_unique<Runtime>(*this)) {
   // Registered after the core's handlers (the Runtime above): ours prepare first and run last
   // in the child, once the core has closed the owners of the interpreters the child loses.
-  pthread_atfork(&PythonEngine::before_fork, &PythonEngine::after_fork_parent,
-                 &PythonEngine::after_fork_child);
+  // Failure policy: without these handlers a fork child would inherit held locks and abort in
+  // CPython's own after-fork cleanup; pthread_atfork fails only for lack of memory at start-up,
+  // so that is fatal, with a message.
+  const int rc = pthread_atfork(&PythonEngine::before_fork, &PythonEngine::after_fork_parent,
+                                &PythonEngine::after_fork_child);
+  XI_CHECK(rc == 0, "xinterp: pthread_atfork failed (%s): fork safety cannot be guaranteed",
+           std::strerror(rc));
+}
+
+void PythonEngine::add_listener(EngineListener* listener) {
+  internal::MutexLock lock(mu_);
+  listeners_.push_back(listener);
+}
+
+std::vector<EngineListener*> PythonEngine::listeners() {
+  internal::MutexLock lock(mu_);
+  return listeners_;
+}
+
+void PythonEngine::notify_state_changed() noexcept {
+  // Dekker with wait_state(): a waiter registers, then checks; we changed the state, then look
+  // for waiters.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (state_waiters_.load(std::memory_order_relaxed) == 0) return;
+  internal::MutexLock lock(state_mu_);
+  state_cv_.notify_all();
+}
+
+template <class Done>
+bool PythonEngine::wait_state(Done done, std::chrono::steady_clock::time_point deadline) {
+  state_waiters_.fetch_add(1, std::memory_order_seq_cst);
+  bool ok;
+  {
+    internal::MutexLock lock(state_mu_);
+    while (!(ok = done()) && std::chrono::steady_clock::now() < deadline) {
+      state_cv_.wait_until(state_mu_, deadline);
+    }
+  }
+  state_waiters_.fetch_sub(1, std::memory_order_relaxed);
+  return ok;
+}
+
+template <class Enter>
+bool PythonEngine::close_owner(Owner& owner, Enter enter) {
+  if (!owner.begin_close()) return false;
+  CallerRelease release;  // the housekeeper may wait for our GIL to end its visit
+  owner.wait_until_unused();
+  release.reattach();
+  if (enter()) {
+    owner.finish_close();  // runs everything queued, inside the interpreter; later posts run raw
+  } else {
+    owner.close_raw();  // queued calls run raw, never touching the interpreter
+  }
+  return true;
 }
 
 // Across fork() the engine's lock is held, then the leaf locks that a thread of the parent may
@@ -83,14 +135,12 @@ void PythonEngine::before_fork() {
     if (auto rec = weak.lock()) e.fork_locked_.push_back(std::move(rec));
   }
   for (const auto& rec : e.fork_locked_) rec->borrow_mu.lock();
-  QueueRegistry::get().before_fork();
-  ChannelRegistry::get().before_fork();
+  for (EngineListener* l : e.listeners_) l->before_fork();
 }
 
 void PythonEngine::after_fork_parent() {
   PythonEngine& e = get();
-  ChannelRegistry::get().after_fork_parent();
-  QueueRegistry::get().after_fork_parent();
+  for (auto it = e.listeners_.rbegin(); it != e.listeners_.rend(); ++it) (*it)->after_fork_parent();
   for (const auto& rec : e.fork_locked_) rec->borrow_mu.unlock();
   std::vector<std::shared_ptr<InterpRecord>> locked = std::move(e.fork_locked_);
   e.fork_locked_.clear();
@@ -113,10 +163,9 @@ void PythonEngine::after_fork_child() {
     e.table_.erase(rec->interp);
   }
   e.lifecycle_ops_ = 0;
-  // The parent's queues and channels: abandoned (fork_abandon.h); new ones work.
+  // The parent's queues and channels: abandoned (objects/id_registry.h); new ones work.
   enter_fork_child();
-  ChannelRegistry::get().after_fork_child();
-  QueueRegistry::get().after_fork_child();
+  for (auto it = e.listeners_.rbegin(); it != e.listeners_.rend(); ++it) (*it)->after_fork_child();
   for (const auto& rec : e.fork_locked_) rec->borrow_mu.unlock();
   std::vector<std::shared_ptr<InterpRecord>> locked = std::move(e.fork_locked_);
   e.fork_locked_.clear();
@@ -136,7 +185,7 @@ std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* inter
   // Interpreter object, or the C++ Interpreter): no window in which another thread's drop of
   // the last reference could close it before its creator holds it.
   rec->refs = created ? 1 : 0;
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   if (created && shut_down_) {
     *status = Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
     return nullptr;
@@ -157,7 +206,7 @@ std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* inter
 }
 
 void PythonEngine::remove_record(const std::shared_ptr<InterpRecord>& rec) {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   table_.erase(rec->interp);
   by_id_.erase(rec->py_id);
   std::erase_if(retired_, [](const std::weak_ptr<InterpRecord>& w) { return w.expired(); });
@@ -185,21 +234,13 @@ void PythonEngine::forget_current() noexcept {
   std::shared_ptr<InterpRecord> rec = find(interp);
   if (rec == nullptr || rec->created_by_xinterp) return;  // ours are closed by close()
   // Its lent buffers still queued follow their unbound policy, as for ours.
-  QueueRegistry::get().sender_closed(rec->py_id);
-  ChannelRegistry::get().sender_closed(rec->py_id);
-  Owner& owner = *rec->owner;
-  if (owner.begin_close()) {
-    // The housekeeper may hold a use while it waits for this interpreter's GIL: let it in.
-    CallerRelease release;
-    owner.wait_until_unused();
-    release.reattach();
-    owner.finish_close();
-  }
+  for (EngineListener* l : listeners()) l->interpreter_closing(rec->py_id);
+  (void)close_owner(*rec->owner, [] { return true; });  // we are attached to it
   remove_record(rec);
 }
 
 std::shared_ptr<InterpRecord> PythonEngine::find(int64_t py_id) const {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   auto it = by_id_.find(py_id);
   return it == by_id_.end() ? nullptr : it->second;
 }
@@ -210,7 +251,7 @@ std::shared_ptr<InterpRecord> PythonEngine::find(PyInterpreterState* interp) con
 }
 
 std::vector<std::shared_ptr<InterpRecord>> PythonEngine::all() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   std::vector<std::shared_ptr<InterpRecord>> out;
   out.reserve(by_id_.size());
   for (const auto& [id, rec] : by_id_) {
@@ -220,12 +261,12 @@ std::vector<std::shared_ptr<InterpRecord>> PythonEngine::all() const {
 }
 
 bool PythonEngine::is_shut_down() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   return shut_down_;
 }
 
 bool PythonEngine::begin_lifecycle_op() {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   if (shut_down_) return false;
   ++lifecycle_ops_;
   return true;
@@ -233,8 +274,9 @@ bool PythonEngine::begin_lifecycle_op() {
 
 void PythonEngine::end_lifecycle_op() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     --lifecycle_ops_;
+    XI_CHECK(lifecycle_ops_ >= 0, "xinterp: unbalanced interpreter lifecycle operations");
   }
   lifecycle_cv_.notify_all();
 }
@@ -287,9 +329,10 @@ bool PythonEngine::wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds 
   // Borrows with holder -1 sit in queues (the unbound policy settles them) or are in transit.
   auto held_by_others = [&](std::string* describe) {
     std::map<int64_t, int> by_holder;
-    std::lock_guard<std::mutex> lock(rec.borrow_mu);
-    for (BufferBorrow* b : rec.borrowed) {
-      if (b->holder() >= 0) ++by_holder[b->holder()];
+    internal::MutexLock lock(rec.borrow_mu);
+    for (const LentBuffer* b : rec.borrowed) {
+      const int64_t holder = b->holder.load(std::memory_order_relaxed);
+      if (holder >= 0) ++by_holder[holder];
     }
     if (describe != nullptr && !by_holder.empty()) {
       int total = 0;
@@ -306,11 +349,9 @@ bool PythonEngine::wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds 
   };
   if (!held_by_others(nullptr)) return true;
   CallerRelease release;  // borrowers may need our GIL to drop their views
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  bool clear = false;
-  while (!(clear = !held_by_others(nullptr)) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
-  }
+  // Woken by every release (BufferBorrow::release -> borrow_returned()).
+  const bool clear = wait_state([&] { return !held_by_others(nullptr); },
+                                std::chrono::steady_clock::now() + timeout);
   release.reattach();
   if (!clear) held_by_others(held);
   return clear;
@@ -331,7 +372,7 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
                          interp_name(py_id) + " was not created by xinterp; it cannot close it");
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (rec->closing) return not_found(py_id);
     if (rec->inherited) {
       // The parent owns it; the child just forgets its copy (never ends it).
@@ -346,7 +387,7 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
   }
   std::string held;
   if (!wait_for_borrows(*rec, borrow_timeout, &held)) {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     rec->closing = false;  // intact: it can be closed once the borrows are back
     return Status::error(ErrorKind::kInterpreter,
                          "cannot close " + interp_name(py_id) + ": " + held);
@@ -358,21 +399,22 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
 // Closes an interpreter already marked closing (so no run can start in it).
 Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec,
                                       bool lifecycle_op) {
-  Owner& owner = *rec->owner;
   // Its buffers still in queues follow their unbound policy; their releases are posted to it
   // and run by finish_close() below, inside it.
-  QueueRegistry::get().sender_closed(rec->py_id);
-  ChannelRegistry::get().sender_closed(rec->py_id);
+  for (EngineListener* l : listeners()) l->interpreter_closing(rec->py_id);
   CallerRelease caller;  // the caller's GIL is released from here on
-  owner.begin_close();
-  owner.wait_until_unused();  // the housekeeper's visit, if any, ends
-  PyEval_RestoreThread(rec->parked);
-  owner.finish_close();  // runs everything queued, inside the interpreter; later posts run raw
+  const bool closed = close_owner(*rec->owner, [&] {
+    PyEval_RestoreThread(rec->parked);
+    return true;
+  });
+  // Failure policy: `closing` admits one closer per record, and only a closer closes the owner;
+  // a second close would end the interpreter without being attached to it.
+  XI_CHECK(closed, "xinterp: interpreter %lld closed twice", static_cast<long long>(rec->py_id));
   remove_record(rec);
   // Py_EndInterpreter wants our thread state to be its last one.
   std::unordered_map<unsigned long, PyThreadState*> kept;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     kept.swap(rec->visit_tstates);
   }
   for (const auto& [thread, ts] : kept) {
@@ -414,7 +456,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
                          interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
     if (rec->inherited) return inherited_error(py_id);
     if (rec->closing) return not_found(py_id);
@@ -428,7 +470,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   const bool keep_tstate = visit.caller_had_tstate();
   PyThreadState* kept = nullptr;
   if (keep_tstate) {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     auto it = rec->visit_tstates.find(thread);
     if (it != rec->visit_tstates.end()) {
       kept = it->second;
@@ -454,13 +496,14 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   // end inside that at exit.
   if (keep_tstate && entered) {
     PyThreadState* ts = visit.detach_keep();
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     rec->visit_tstates[thread] = ts;
     rec->running.store(false, std::memory_order_release);
   } else {
     visit.detach_delete();
     rec->running.store(false, std::memory_order_release);
   }
+  notify_state_changed();  // shutdown() may wait for runs to end
   visit.reattach_caller();
   return status;
 }
@@ -468,7 +511,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
 Status PythonEngine::incref(int64_t py_id) {
   std::shared_ptr<InterpRecord> rec = find(py_id);
   if (rec == nullptr) return not_found(py_id);
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   if (rec->closing) return not_found(py_id);
   ++rec->refs;
   return Status();
@@ -478,14 +521,14 @@ void PythonEngine::decref(int64_t py_id) {
   std::shared_ptr<InterpRecord> rec = find(py_id);
   if (rec == nullptr) return;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (rec->refs > 0) --rec->refs;
     if (rec->refs > 0 || shut_down_ || rec->closing || !rec->created_by_xinterp) return;
     if (rec->running.load(std::memory_order_acquire)) return;  // stays until close() or exit
   }
   // Not while the caller's own interpreter is being closed: nested closes happen at exit.
   if (auto current = find(PyThreadState_GetInterpreter(cpy::current_tstate()))) {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (current->closing) return;
   }
   (void)close(py_id);  // a racing close or run simply wins
@@ -494,7 +537,7 @@ void PythonEngine::decref(int64_t py_id) {
 void PythonEngine::shutdown() {
   std::vector<std::shared_ptr<InterpRecord>> ours;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (shut_down_) return;
     shut_down_ = true;
     for (const auto& [id, rec] : by_id_) {
@@ -504,38 +547,45 @@ void PythonEngine::shutdown() {
   // create() and close() calls already under way finish first (new ones are refused now).
   {
     CallerRelease release;
-    std::unique_lock<std::mutex> lock(mu_);
-    lifecycle_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return lifecycle_ops_ == 0; });
-    lock.unlock();
+    const auto deadline = std::chrono::steady_clock::now() + kLifecycleWait;
+    {
+      internal::MutexLock lock(mu_);
+      while (lifecycle_ops_ != 0 && lifecycle_cv_.wait_until(mu_, deadline)) {
+      }
+    }
     release.reattach();
   }
   // Threads blocked in Queue.get/put or a channel's send/recv wake with an error.
-  QueueRegistry::get().shutdown();
-  ChannelRegistry::get().shutdown();
+  for (EngineListener* l : listeners()) l->shutdown();
   // Interrupt code still running in ours (daemon threads' calls): a pending call raises
-  // SystemExit into it, so the call returns to its thread with ExecutionFailed.
+  // SystemExit into it, so the call returns to its thread with ExecutionFailed. Failure policy:
+  // if CPython's pending-call queue is full the interrupt is not queued (counted in
+  // exit_interrupts_refused); such an interpreter gets the same grace period and, still running
+  // after it, is stranded like one blocked in C.
   bool any_running = false;
   for (const auto& rec : ours) {
     if (rec->running.load(std::memory_order_acquire)) {
       any_running = true;
-      cpy::add_pending_call(
+      const bool queued = cpy::add_pending_call(
           rec->interp,
           [](void*) -> int {
             PyErr_SetString(PyExc_SystemExit, "xinterp: the process is exiting");
             return -1;
           },
           nullptr);
+      if (!queued) exit_interrupts_refused_.fetch_add(1, std::memory_order_relaxed);
     }
   }
   if (any_running) {
     CallerRelease release;  // let the interrupted threads get back to their interpreter
-    const auto until = std::chrono::steady_clock::now() + kShutdownGrace;
-    for (const auto& rec : ours) {
-      while (rec->running.load(std::memory_order_acquire) &&
-             std::chrono::steady_clock::now() < until) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));
-      }
-    }
+    // Woken as each run ends (run() -> notify_state_changed()).
+    (void)wait_state(
+        [&] {
+          return std::none_of(ours.begin(), ours.end(), [](const auto& rec) {
+            return rec->running.load(std::memory_order_acquire);
+          });
+        },
+        std::chrono::steady_clock::now() + kShutdownGrace);
     release.reattach();
   }
   // Close borrowers before lenders: an interpreter whose buffers others still hold waits until
@@ -543,7 +593,7 @@ void PythonEngine::shutdown() {
   // stay open (stranded_at_exit).
   std::vector<std::shared_ptr<InterpRecord>> pending;
   for (const auto& rec : ours) {
-    std::lock_guard<std::mutex> lock(mu_);
+    internal::MutexLock lock(mu_);
     if (rec->closing) continue;
     if (rec->running.load(std::memory_order_acquire)) {
       ++stranded_at_exit_;
@@ -574,7 +624,7 @@ void PythonEngine::shutdown() {
   // a view still held sees freed memory only if read during finalization. Counted.
   for (const auto& rec : pending) {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      internal::MutexLock lock(mu_);
       ++closed_with_borrows_at_exit_;
     }
     (void)close_locked_out(rec);
@@ -593,40 +643,26 @@ void PythonEngine::shutdown() {
     release.reattach();
   }
   for (const auto& rec : ours) {
-    Owner& owner = *rec->owner;
-    if (owner.state() != OwnerState::kAlive) continue;
-    owner.begin_close();
-    CallerRelease release;
-    owner.wait_until_unused();
-    release.reattach();
-    owner.close_raw();
+    (void)close_owner(*rec->owner, [] { return false; });  // raw; a no-op for closed ones
   }
   // The main interpreter's owner closes last, while the runtime can still run code: after this,
   // calls posted to it run raw and the housekeeper never waits for the main GIL again (which
   // CPython would answer by ending the thread once finalization starts).
   if (std::shared_ptr<InterpRecord> main = find(PyInterpreterState_Main())) {
-    Owner& owner = *main->owner;
-    if (owner.begin_close()) {
-      CallerRelease release;
-      owner.wait_until_unused();
-      release.reattach();
+    (void)close_owner(*main->owner, [&] {
       PyThreadState* ts = cpy::current_tstate();
-      if (ts != nullptr && PyThreadState_GetInterpreter(ts) == main->interp) {
-        owner.finish_close();
-      } else {
-        owner.close_raw();
-      }
-    }
+      return ts != nullptr && PyThreadState_GetInterpreter(ts) == main->interp;
+    });
   }
 }
 
 uint64_t PythonEngine::stranded_at_exit() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   return stranded_at_exit_;
 }
 
 uint64_t PythonEngine::closed_with_borrows_at_exit() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  internal::MutexLock lock(mu_);
   return closed_with_borrows_at_exit_;
 }
 
@@ -712,6 +748,15 @@ void PythonEngine::report_failure(Owner& owner, const char* what) noexcept {
   std::snprintf(context, sizeof context, "in an xinterp pending call of interpreter %lld",
                 static_cast<long long>(rec->py_id));
   cpy::write_unraisable(context);
+}
+
+int64_t PythonEngine::owner_label(const Owner& owner) const noexcept {
+  return static_cast<const InterpRecord*>(owner.engine_data())->py_id;
+}
+
+int64_t PythonEngine::current_label() const noexcept {
+  PyThreadState* ts = cpy::current_tstate();
+  return ts == nullptr ? -1 : PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts));
 }
 
 }  // namespace xinterp::python

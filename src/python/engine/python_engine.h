@@ -13,6 +13,8 @@
 //     interpreter, the caller's own, one that is running, and one xinterp did not create.
 //   - shutdown(): at process exit, closes every interpreter xinterp created and the core owner
 //     of the main one; afterwards create() and run() fail with InterpreterError.
+//   - add_listener(): the layers above (queues, channels) hear of interpreters closing, of
+//     shutdown and of fork through EngineListener, without the engine depending on them.
 //   - Engine: wake() puts at most one call on CPython's per-interpreter pending-call queue per
 //     interpreter (a flag coalesces the rest); attach()/detach() give the housekeeper a thread
 //     state of its own; is_idle() is "xinterp is not running code in it".
@@ -28,15 +30,16 @@
 
 #include <Python.h>
 
+#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <string>
 #include <memory>
-#include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "base/mutex.h"
+#include "engine/engine_listener.h"
 #include "engine/interp_record.h"
 #include "engine/interp_table.h"
 #include "engine/status.h"
@@ -51,15 +54,20 @@ class PythonEngine final : public Engine {
 
   Runtime& runtime() noexcept { return *runtime_; }
 
+  // Registers a listener for the rest of the process (engine_listener.h).
+  void add_listener(EngineListener* listener) XI_EXCLUDES(mu_);
+  // A lent buffer was given back: wakes close() and shutdown() waiting for borrows.
+  void borrow_returned() noexcept { notify_state_changed(); }
+
   // The record of the interpreter the calling thread is attached to, registering it first if
   // xinterp has not seen it. Requires: attached.
-  std::shared_ptr<InterpRecord> register_current(Status* status);
+  std::shared_ptr<InterpRecord> register_current(Status* status) XI_EXCLUDES(mu_);
   // Called from the module's m_free in an interpreter xinterp did not create: closes its owner.
   void forget_current() noexcept;
 
-  std::shared_ptr<InterpRecord> find(int64_t py_id) const;
-  std::shared_ptr<InterpRecord> find(PyInterpreterState* interp) const;
-  std::vector<std::shared_ptr<InterpRecord>> all() const;
+  std::shared_ptr<InterpRecord> find(int64_t py_id) const XI_EXCLUDES(mu_);
+  std::shared_ptr<InterpRecord> find(PyInterpreterState* interp) const XI_EXCLUDES(mu_);
+  std::vector<std::shared_ptr<InterpRecord>> all() const XI_EXCLUDES(mu_);
 
   // The new interpreter starts with one owning reference (see incref), held by the caller.
   Status create(int64_t* py_id);
@@ -78,6 +86,11 @@ class PythonEngine final : public Engine {
   uint64_t stranded_at_exit() const;
   // Interpreters shutdown() closed although some of their buffers were still viewed.
   uint64_t closed_with_borrows_at_exit() const;
+  // Running interpreters into which shutdown() could not even queue its SystemExit (CPython's
+  // pending-call queue was full): they are waited for and, if still running, stranded.
+  uint64_t exit_interrupts_refused() const noexcept {
+    return exit_interrupts_refused_.load(std::memory_order_relaxed);
+  }
 
   // Engine.
   void wake(Owner& owner) noexcept override;
@@ -87,42 +100,67 @@ class PythonEngine final : public Engine {
   bool is_idle(Owner& owner) noexcept override;
   void yield_attached(Owner& owner) noexcept override;
   void report_failure(Owner& owner, const char* what) noexcept override;
+  int64_t owner_label(const Owner& owner) const noexcept override;
+  int64_t current_label() const noexcept override;
 
  private:
+  enum class CloseHow { kInInterpreter, kRaw };
+
   PythonEngine();
   static int on_cpython_pending(void* arg);
-  static void before_fork();
-  static void after_fork_parent();
-  static void after_fork_child();
+  static void before_fork() XI_NO_THREAD_SAFETY_ANALYSIS;  // takes mu_, released after fork
+  static void after_fork_parent() XI_NO_THREAD_SAFETY_ANALYSIS;
+  static void after_fork_child() XI_NO_THREAD_SAFETY_ANALYSIS;
+  std::vector<EngineListener*> listeners() XI_EXCLUDES(mu_);
   Status close_locked_out(const std::shared_ptr<InterpRecord>& rec, bool lifecycle_op = false);
-  bool begin_lifecycle_op();  // false after shutdown
-  void end_lifecycle_op();
+  // The core's close protocol for an owner, written once: begin_close() (later posts run raw),
+  // wait without the caller's GIL until nobody uses the owner (a housekeeper visit ends), then
+  // enter() — with the calling thread as it was at the call — attaches the thread where
+  // finish_close() must run and returns true, or returns false to close the owner raw. Returns
+  // false, doing nothing, if the owner was already closing.
+  template <class Enter>
+  bool close_owner(Owner& owner, Enter enter);
+  bool begin_lifecycle_op() XI_EXCLUDES(mu_);  // false after shutdown
+  void end_lifecycle_op() XI_EXCLUDES(mu_);
   // Waits (caller's GIL released) until no other interpreter holds one of rec's buffers;
   // otherwise describes who does.
   bool wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout, std::string* held);
+  // Waits (no GIL held) until done() or `deadline`, woken by notify_state_changed(); returns
+  // done()'s last answer. For state that changes without a lock of ours: borrows given back,
+  // interpreters that stop running.
+  template <class Done>
+  bool wait_state(Done done, std::chrono::steady_clock::time_point deadline);
+  void notify_state_changed() noexcept;
   // Registers an interpreter; `parked` is the thread state xinterp's own interpreters keep.
   // Refused (nullptr, InterpreterError) for a new interpreter of ours after shutdown().
   std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence,
                                            bool created, Status* status,
-                                           PyThreadState* parked = nullptr);
-  void remove_record(const std::shared_ptr<InterpRecord>& rec);
+                                           PyThreadState* parked = nullptr) XI_EXCLUDES(mu_);
+  void remove_record(const std::shared_ptr<InterpRecord>& rec) XI_EXCLUDES(mu_);
 
   std::unique_ptr<Runtime> runtime_;
-  InterpTable table_;
-  mutable std::mutex mu_;
-  std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_;  // under mu_
+  InterpTable table_;  // written under mu_ (InterpTable's own rule); read lock-free
+  mutable internal::Mutex mu_;
+  std::unordered_map<int64_t, std::shared_ptr<InterpRecord>> by_id_ XI_GUARDED_BY(mu_);
   // Closed records that outstanding borrows still point to (their borrow_mu is still used).
-  std::vector<std::weak_ptr<InterpRecord>> retired_;                  // under mu_
+  std::vector<std::weak_ptr<InterpRecord>> retired_ XI_GUARDED_BY(mu_);
   // Every record whose borrow_mu is held across a fork (between the atfork handlers).
-  std::vector<std::shared_ptr<InterpRecord>> fork_locked_;            // under mu_
-  bool shut_down_ = false;                                            // under mu_
+  std::vector<std::shared_ptr<InterpRecord>> fork_locked_ XI_GUARDED_BY(mu_);
+  std::vector<EngineListener*> listeners_ XI_GUARDED_BY(mu_);
+  bool shut_down_ XI_GUARDED_BY(mu_) = false;
   // create() and close() calls in progress (they run Py_NewInterpreterFromConfig or
   // Py_EndInterpreter); shutdown() waits for them, since CPython aborts if the runtime
   // finalizes while one is half done.
-  int lifecycle_ops_ = 0;                                             // under mu_
-  std::condition_variable lifecycle_cv_;
-  uint64_t stranded_at_exit_ = 0;                                     // under mu_
-  uint64_t closed_with_borrows_at_exit_ = 0;                          // under mu_
+  int lifecycle_ops_ XI_GUARDED_BY(mu_) = 0;
+  internal::CondVar lifecycle_cv_;
+  uint64_t stranded_at_exit_ XI_GUARDED_BY(mu_) = 0;
+  uint64_t closed_with_borrows_at_exit_ XI_GUARDED_BY(mu_) = 0;
+  std::atomic<uint64_t> exit_interrupts_refused_{0};
+  // wait_state(): a leaf lock and its condition variable; notifiers take the lock only while
+  // someone waits.
+  internal::Mutex state_mu_;
+  internal::CondVar state_cv_;
+  std::atomic<int> state_waiters_{0};
 };
 
 }  // namespace xinterp::python

@@ -1,4 +1,4 @@
-#include "fail.h"
+#include "base/fail.h"
 
 #include <unistd.h>
 

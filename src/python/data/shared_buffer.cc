@@ -1,0 +1,78 @@
+#include "data/shared_buffer.h"
+
+#include "cpython/cpython_private.h"
+
+namespace xinterp::python {
+namespace {
+
+struct SharedBufferObject {
+  PyObject_HEAD
+  std::shared_ptr<BufferBorrow>* borrow;  // heap-allocated: the object's memory is C's
+};
+
+int shared_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
+  auto* o = reinterpret_cast<SharedBufferObject*>(self);
+  BufferBorrow& b = **o->borrow;
+  if ((flags & PyBUF_WRITABLE) && b.readonly()) {
+    PyErr_SetString(PyExc_BufferError, "the shared buffer is read-only in its owner");
+    view->obj = nullptr;
+    return -1;
+  }
+  view->buf = b.buf();
+  view->len = b.len();
+  view->readonly = b.readonly();
+  view->itemsize = b.itemsize();
+  view->format = (flags & PyBUF_FORMAT) ? const_cast<char*>(b.format().c_str()) : nullptr;
+  view->ndim = static_cast<int>(b.shape().size());
+  view->shape = (flags & PyBUF_ND) == PyBUF_ND ? b.shape().data() : nullptr;
+  view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? b.strides().data() : nullptr;
+  view->suboffsets = nullptr;
+  view->internal = nullptr;
+  if (view->shape == nullptr) view->ndim = 1;  // a flat view over all bytes
+  if (view->shape == nullptr && view->format == nullptr) view->itemsize = 1;
+  view->obj = Py_NewRef(self);
+  return 0;
+}
+
+void shared_buffer_dealloc(PyObject* self) {
+  auto* o = reinterpret_cast<SharedBufferObject*>(self);
+  PyTypeObject* type = Py_TYPE(self);
+  delete o->borrow;  // possibly the last reference: the release goes to the owner
+  o->borrow = nullptr;
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyType_Slot kSlots[] = {
+    {Py_bf_getbuffer, reinterpret_cast<void*>(shared_buffer_getbuffer)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(shared_buffer_dealloc)},
+    {Py_tp_doc, const_cast<char*>("Memory lent by another interpreter (see xinterp).")},
+    {0, nullptr},
+};
+
+PyType_Spec kSpec = {
+    "xinterp._xinterp._SharedBuffer",
+    sizeof(SharedBufferObject),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    kSlots,
+};
+
+}  // namespace
+
+PyObject* make_shared_buffer_type(PyObject* module) {
+  return PyType_FromModuleAndSpec(module, &kSpec, nullptr);
+}
+
+PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type) {
+  PyObject* exporter = type->tp_alloc(type, 0);
+  if (exporter == nullptr) return nullptr;
+  reinterpret_cast<SharedBufferObject*>(exporter)->borrow = new std::shared_ptr<BufferBorrow>(borrow);
+  PyThreadState* ts = cpy::current_tstate();
+  borrow->set_holder(PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)));
+  PyObject* view = PyMemoryView_FromObject(exporter);
+  Py_DECREF(exporter);
+  return view;
+}
+
+}  // namespace xinterp::python

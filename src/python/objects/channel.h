@@ -1,0 +1,89 @@
+// Cross-interpreter channels (PEP 554, as in CPython 3.13's draft interpreters package): a FIFO
+// whose send is a rendezvous — it returns once the object was received — built on the core's
+// BlockingQueue and the same items as queues (item.h).
+//
+// Lifecycle: open -> closing (the send end closed while items remain: no more sends, receives
+// drain it) -> closed (both ends; every blocked send and recv wakes with "closed"). Channels
+// live in the registry until closed; at process exit all close.
+//
+// Rendezvous: each sent item carries a Receipt. recv() marks it received; a send waiting for it
+// returns then. A send that times out withdraws its item (a receiver that takes a withdrawn item
+// skips it), so a timed-out send never delivers late. A close wakes every waiting sender.
+//
+// Threading: every function is thread-safe; blocking ones are called without a GIL.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+#include "base/mutex.h"
+#include "engine/engine_listener.h"
+#include "objects/id_registry.h"
+#include "objects/item.h"
+
+namespace xinterp::python {
+
+struct Receipt {
+  internal::Mutex mu;
+  internal::CondVar cv;
+  std::atomic<bool> received{false};  // written under mu; read without it to spin
+  bool withdrawn XI_GUARDED_BY(mu) = false;  // the sender gave up (timeout or close)
+  bool closed XI_GUARDED_BY(mu) = false;     // the channel closed while the item waited
+};
+
+// The channel states, with the values the Python layer sees (exported once, from here:
+// bindings/channel_functions.cc adds them to the module as CHANNEL_*).
+enum class ChannelState : uint8_t { kOpen = 0, kClosing = 1, kClosed = 2 };
+
+struct XChannel {
+  XChannel(int64_t id, UnboundOp unbound) : id(id), unbound(unbound) {}
+  const int64_t id;
+  const UnboundOp unbound;
+  BlockingQueue<Item> items;
+  std::atomic<ChannelState> state{ChannelState::kOpen};
+};
+
+enum class ChannelResult { kOk, kTimeout, kEmpty, kClosed, kNotEmpty, kNotFound };
+
+class ChannelRegistry final : public EngineListener {
+ public:
+  static ChannelRegistry& get();
+
+  int64_t create(UnboundOp unbound);
+  std::shared_ptr<XChannel> find(int64_t id) { return channels_.find(id); }
+  // Whether `id` was ever a channel (ids are never reused): a closed channel is "closed", not
+  // "not found".
+  bool existed(int64_t id) { return channels_.existed(id); }
+  std::vector<std::shared_ptr<XChannel>> all() { return channels_.all(); }
+  // Whether `id` is a channel of the parent process, abandoned in this fork child.
+  bool inherited(int64_t id) { return channels_.inherited(id); }
+
+  // Blocking calls: no GIL held. timeout nullopt = forever.
+  // send: wait_for_receipt false = send_nowait (returns once queued).
+  ChannelResult send(XChannel& ch, Item&& item, bool wait_for_receipt,
+                     std::optional<std::chrono::nanoseconds> timeout);
+  ChannelResult recv(XChannel& ch, Item* out, std::optional<std::chrono::nanoseconds> timeout);
+  // close(send_end, recv_end, force): see PEP 554 / CPython 3.13's _interpchannels.close().
+  ChannelResult close(int64_t id, bool send_end, bool recv_end, bool force);
+
+  // EngineListener (see QueueRegistry).
+  void interpreter_closing(int64_t py_id) override;
+  void shutdown() override;
+  void before_fork() override { channels_.before_fork(); }
+  void after_fork_parent() override { channels_.after_fork_parent(); }
+  void after_fork_child() override { channels_.after_fork_child(); }
+
+ private:
+  ChannelRegistry();
+  // -> closed, items dropped, waiting senders woken; idempotent.
+  static void finish(const std::shared_ptr<XChannel>& ch);
+  // Closing and empty -> unregistered and finished.
+  void finish_if_drained(const std::shared_ptr<XChannel>& ch);
+  IdRegistry<XChannel> channels_;
+};
+
+}  // namespace xinterp::python

@@ -1,0 +1,72 @@
+// Cross-interpreter queues: process-wide BlockingQueues of items, found by a never-reused id,
+// shared by every interpreter (PEP 734 Queue).
+//
+// A queue lives while something refers to it: a Python Queue object in any interpreter (bind /
+// release) or a QueueRef inside a value in transit (a Queue put in another queue, or passed to
+// call()). When the last goes, the queue is destroyed and the items still in it are dropped
+// (their lent buffers released in their owners). When a sender closes, its items follow their
+// unbound policy (item.h).
+//
+// Threading: every function is thread-safe; blocking ones are called without a GIL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "data/xidata.h"
+#include "engine/engine_listener.h"
+#include "objects/id_registry.h"
+#include "objects/item.h"
+#include "xinterp/blocking_queue.h"
+
+namespace xinterp::python {
+
+// A reference to a queue held by a value in transit.
+struct QueueRef final : ObjectRef {
+  explicit QueueRef(int64_t id) : id(id) {}  // after a successful QueueRegistry::bind(id)
+  ~QueueRef() override;
+  QueueRef(const QueueRef&) = delete;
+  QueueRef& operator=(const QueueRef&) = delete;
+  const int64_t id;
+};
+
+struct XQueue {
+  XQueue(int64_t id, size_t maxsize, UnboundOp unbound, bool syncobj)
+      : id(id), items(maxsize), unbound(unbound), syncobj(syncobj) {}
+  const int64_t id;
+  BlockingQueue<Item> items;
+  const UnboundOp unbound;  // the default for put()
+  const bool syncobj;       // the default for put(): shareable objects only, no pickle
+  int64_t refs = 1;         // written under the registry's lock (IdRegistry::with_locked)
+};
+
+class QueueRegistry final : public EngineListener {
+ public:
+  static QueueRegistry& get();
+
+  int64_t create(size_t maxsize, UnboundOp unbound, bool syncobj);  // with one reference
+  std::shared_ptr<XQueue> find(int64_t id) { return queues_.find(id); }
+  bool bind(int64_t id);     // one more reference; false if no such queue
+  void release(int64_t id);  // one less; the last destroys the queue
+  std::vector<std::shared_ptr<XQueue>> all() { return queues_.all(); }
+  // Items sent by interpreter `sender` still in some queue (a scan: for stats, not hot paths).
+  int64_t queued_by(int64_t sender);
+  // Whether `id` is a queue of the parent process, abandoned in this fork child.
+  bool inherited(int64_t id) { return queues_.inherited(id); }
+
+  // EngineListener: a closing sender's items follow their unbound policy; at exit every queue
+  // closes, so blocked put/get return with an error; the registry's lock is held across fork
+  // and the child abandons every queue (id_registry.h).
+  void interpreter_closing(int64_t py_id) override;
+  void shutdown() override;
+  void before_fork() override { queues_.before_fork(); }
+  void after_fork_parent() override { queues_.after_fork_parent(); }
+  void after_fork_child() override { queues_.after_fork_child(); }
+
+ private:
+  QueueRegistry();
+  IdRegistry<XQueue> queues_;
+};
+
+}  // namespace xinterp::python
