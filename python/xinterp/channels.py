@@ -28,32 +28,13 @@ __all__ = [
 ]
 
 
-class ChannelError(_xinterp.InterpreterError, RuntimeError):
-    """A channel-related error."""
-
-
-class ChannelNotFoundError(ChannelError):
-    """The channel does not exist (any more)."""
-
-
-class ChannelEmptyError(ChannelError):
-    """recv_nowait() found nothing (and no default was given)."""
-
-
-class ChannelClosedError(ChannelError):
-    """The channel (or that end of it) is closed."""
-
-
-class ChannelNotEmptyError(ChannelError):
-    """The channel still has items."""
-
-
-class ItemInterpreterDestroyed(ChannelError):
-    """Raised from recv() for an item whose interpreter closed (policy UNBOUND_ERROR)."""
-
-
-_xinterp._set_channel_exceptions(ChannelError, ChannelNotFoundError, ChannelEmptyError,
-                                 ChannelClosedError, ChannelNotEmptyError)
+# Made by the extension module, like the queues' exceptions (see xinterp.queues).
+ChannelError = _xinterp.ChannelError
+ChannelNotFoundError = _xinterp.ChannelNotFoundError
+ChannelEmptyError = _xinterp.ChannelEmptyError
+ChannelClosedError = _xinterp.ChannelClosedError
+ChannelNotEmptyError = _xinterp.ChannelNotEmptyError
+ItemInterpreterDestroyed = _xinterp._ChannelItemInterpreterDestroyed
 
 _NOT_SET = object()
 
@@ -103,8 +84,7 @@ class _ChannelEnd:
 
     @property
     def is_closed(self):
-        state = _xinterp.channel_info(self._id)[0]
-        return state == 2
+        return _xinterp.channel_info(self._id)[0] == _xinterp.CHANNEL_CLOSED
 
 
 class RecvChannel(_ChannelEnd):
@@ -113,17 +93,16 @@ class RecvChannel(_ChannelEnd):
 
     def recv(self, timeout=None):
         """Return the next object, waiting for one (up to timeout seconds: TimeoutError)."""
-        found, obj, unbound = _xinterp.channel_recv(self._id, True, timeout)
-        return _resolve(obj, unbound)
+        return _xinterp.channel_recv(self._id, True, timeout)[1]
 
     def recv_nowait(self, default=_NOT_SET):
         """Return the next object, or `default` (ChannelEmptyError if not given) if none."""
-        found, obj, unbound = _xinterp.channel_recv(self._id, False, None)
+        found, obj = _xinterp.channel_recv(self._id, False, None)
         if not found:
             if default is _NOT_SET:
                 raise ChannelEmptyError(f'channel {self._id} is empty')
             return default
-        return _resolve(obj, unbound)
+        return obj
 
     def close(self):
         _xinterp.channel_close(self._id, False, True, False)
@@ -135,8 +114,7 @@ class SendChannel(_ChannelEnd):
 
     @property
     def is_closed(self):
-        state = _xinterp.channel_info(self._id)[0]
-        return state != 0
+        return _xinterp.channel_info(self._id)[0] != _xinterp.CHANNEL_OPEN
 
     def send(self, obj, timeout=None, *, unbound=None, unbounditems=None):
         """Send obj and wait until it is received (up to timeout seconds: TimeoutError)."""
@@ -161,11 +139,3 @@ class SendChannel(_ChannelEnd):
 
 _xinterp._register_class('RecvChannel', RecvChannel)  # channel ends travel by id
 _xinterp._register_class('SendChannel', SendChannel)
-
-
-def _resolve(obj, unbound):
-    if unbound == 2:
-        raise ItemInterpreterDestroyed('the interpreter that sent this item was closed')
-    if unbound == 1:
-        return UNBOUND
-    return obj

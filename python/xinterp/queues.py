@@ -12,12 +12,10 @@ the sender): ``UNBOUND`` (replaced by the ``UNBOUND`` marker, the default), ``UN
 (``get()`` raises ``ItemInterpreterDestroyed``) or ``UNBOUND_REMOVE`` (dropped).
 """
 
-import queue as _queue
 import weakref as _weakref
 import threading as _threading
 
 from . import _xinterp
-from ._xinterp import InterpreterError
 
 __all__ = [
     'UNBOUND', 'UNBOUND_ERROR', 'UNBOUND_REMOVE',
@@ -26,44 +24,22 @@ __all__ = [
 ]
 
 
-class QueueError(InterpreterError, RuntimeError):
-    """Indicates that a queue-related error happened."""
-
-
-class QueueNotFoundError(QueueError):
-    """The queue does not exist (any more)."""
-
-
-class QueueEmpty(QueueError, _queue.Empty):
-    """Raised from get_nowait() when the queue is empty, and from get() when it times out."""
-
-
-class QueueFull(QueueError, _queue.Full):
-    """Raised from put_nowait() when the queue is full, and from put() when it times out."""
-
-
-class ItemInterpreterDestroyed(QueueError):
-    """Raised from get() for an item whose interpreter closed (policy UNBOUND_ERROR)."""
-
-
-class _UnboundItem:
-    __slots__ = ()
-
-    def __repr__(self):
-        return 'xinterp.queues.UNBOUND'
-
-    def __reduce__(self):
-        return 'UNBOUND'
-
-
-UNBOUND = _UnboundItem()
-UNBOUND_ERROR = object()
-UNBOUND_REMOVE = object()
-_UNBOUND_FLAGS = {UNBOUND: 1, UNBOUND_ERROR: 2, UNBOUND_REMOVE: 3}
-_FLAG_NAMES = {1: UNBOUND, 2: UNBOUND_ERROR, 3: UNBOUND_REMOVE}
-
-_xinterp._set_queue_exceptions(QueueError, QueueNotFoundError, QueueEmpty, QueueFull,
-                               ItemInterpreterDestroyed, UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE)
+# The exceptions and markers are made by the extension module (one definition, shared with the
+# C code that raises and checks them); here they get their public names.
+QueueError = _xinterp.QueueError
+QueueNotFoundError = _xinterp.QueueNotFoundError
+QueueEmpty = _xinterp.QueueEmpty
+QueueFull = _xinterp.QueueFull
+ItemInterpreterDestroyed = _xinterp._QueueItemInterpreterDestroyed
+UNBOUND = _xinterp.UNBOUND
+UNBOUND_ERROR = _xinterp.UNBOUND_ERROR
+UNBOUND_REMOVE = _xinterp.UNBOUND_REMOVE
+_UNBOUND_FLAGS = {
+    UNBOUND: _xinterp.UNBOUNDITEMS_REPLACE,
+    UNBOUND_ERROR: _xinterp.UNBOUNDITEMS_ERROR,
+    UNBOUND_REMOVE: _xinterp.UNBOUNDITEMS_REMOVE,
+}
+_FLAG_NAMES = {flag: marker for marker, flag in _UNBOUND_FLAGS.items()}
 
 
 def _unbound_flag(unbounditems):

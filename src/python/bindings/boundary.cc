@@ -2,30 +2,27 @@
 
 #include <cmath>
 
-#include "bindings/module_state.h"
+#include "bindings/exceptions.h"
 
 namespace xinterp::python {
 
 PyObject* raise(PyObject* module, const Status& s) {
-  ModuleState* st = state_of(module);
   switch (s.kind) {
     case ErrorKind::kOk:
       PyErr_SetString(PyExc_SystemError, "xinterp: raise() without an error");
       break;
     case ErrorKind::kNotFound:
-      PyErr_SetString(st->not_found_error, s.message.c_str());
+      PyErr_SetString(exc_type(module, Exc::kInterpreterNotFound), s.message.c_str());
       break;
     case ErrorKind::kInterpreter:
-      PyErr_SetString(st->interpreter_error, s.message.c_str());
+    case ErrorKind::kExecutionFailed:  // callers turn it into ExecutionFailed first
+      PyErr_SetString(exc_type(module, Exc::kInterpreterError), s.message.c_str());
       break;
     case ErrorKind::kNotShareable:
-      PyErr_SetString(st->not_shareable_error, s.message.c_str());
+      PyErr_SetString(exc_type(module, Exc::kNotShareable), s.message.c_str());
       break;
     case ErrorKind::kType:
       PyErr_SetString(PyExc_TypeError, s.message.c_str());
-      break;
-    case ErrorKind::kExecutionFailed:
-      PyErr_SetString(st->interpreter_error, s.message.c_str());  // callers handle it first
       break;
     case ErrorKind::kPythonSet:
       if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "xinterp: lost exception");
@@ -130,7 +127,7 @@ bool parse_params(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObj
 bool parse_unbound(PyObject* arg, UnboundOp* out) {
   long v = PyLong_AsLong(arg);
   if (v == -1 && PyErr_Occurred()) return false;
-  if (v < 1 || v > 3) {
+  if (v < 1 || v > kUnboundOpCount) {
     PyErr_SetString(PyExc_ValueError, "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
     return false;
   }

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "bindings/boundary.h"
+#include "bindings/exceptions.h"
 #include "bindings/module_state.h"
 #include "objects/channel.h"
 
@@ -13,24 +14,20 @@ namespace xinterp::python {
 namespace {
 
 
-enum ChannelExc { kChannelError, kChannelNotFound, kChannelEmpty, kChannelClosed, kChannelNotEmpty };
-
-PyObject* channel_error(PyObject* module, ChannelExc which, const char* fmt, long long id) {
-  PyObject* type = state_of(module)->channel_exc[which];
-  PyErr_Format(type ? type : PyExc_RuntimeError, fmt, id);
-  return nullptr;
+PyObject* channel_error(PyObject* module, Exc which, const char* fmt, int64_t id) {
+  return raise_exc(module, which, fmt, static_cast<long long>(id));
 }
 
 std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
   auto ch = ChannelRegistry::get().find(id);
   if (ch == nullptr) {
     if (ChannelRegistry::get().inherited(id)) {
-      channel_error(module, kChannelError, "channel %lld was inherited across fork() and cannot "
+      channel_error(module, Exc::kChannelError, "channel %lld was inherited across fork() and cannot "
                     "be used in the child; create a new one there", id);
     } else if (ChannelRegistry::get().existed(id)) {
-      channel_error(module, kChannelClosed, "channel %lld is closed", id);
+      channel_error(module, Exc::kChannelClosed, "channel %lld is closed", id);
     } else {
-      channel_error(module, kChannelNotFound, "channel %lld not found", id);
+      channel_error(module, Exc::kChannelNotFound, "channel %lld not found", id);
     }
   }
   return ch;
@@ -42,14 +39,14 @@ PyObject* channel_result_error(PyObject* module, ChannelResult r, int64_t id) {
       PyErr_SetString(PyExc_TimeoutError, "timed out");
       return nullptr;
     case ChannelResult::kClosed:
-      return channel_error(module, kChannelClosed, "channel %lld is closed", id);
+      return channel_error(module, Exc::kChannelClosed, "channel %lld is closed", id);
     case ChannelResult::kEmpty:
-      return channel_error(module, kChannelEmpty, "channel %lld is empty", id);
+      return channel_error(module, Exc::kChannelEmpty, "channel %lld is empty", id);
     case ChannelResult::kNotEmpty:
-      return channel_error(module, kChannelNotEmpty, "channel %lld may not be closed "
+      return channel_error(module, Exc::kChannelNotEmpty, "channel %lld may not be closed "
                                                      "while it still has items", id);
     case ChannelResult::kNotFound:
-      return channel_error(module, kChannelNotFound, "channel %lld not found", id);
+      return channel_error(module, Exc::kChannelNotFound, "channel %lld not found", id);
     case ChannelResult::kOk:
       break;
   }
@@ -99,7 +96,8 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
   return channel_result_error(module, r, id);
 }
 
-// channel_recv(id, block, timeout) -> (found, obj, unbound_state)
+// channel_recv(id, block, timeout) -> (found, obj); obj is UNBOUND for an item whose sender
+// closed (policy UNBOUND), and ItemInterpreterDestroyed is raised for one with UNBOUND_ERROR.
 PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 3) {
     PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
@@ -124,14 +122,19 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   if (interrupted) return nullptr;
   // A blocking recv whose wait ran out (a zero timeout, or none left) reports kEmpty.
   if (r == ChannelResult::kEmpty && block) r = ChannelResult::kTimeout;
-  if (r == ChannelResult::kEmpty) return Py_BuildValue("(OOi)", Py_False, Py_None, 0);
+  if (r == ChannelResult::kEmpty) return Py_BuildValue("(OO)", Py_False, Py_None);
   if (r != ChannelResult::kOk) return channel_result_error(module, r, id);
-  if (item.state != UnboundState::kBound) {
-    return Py_BuildValue("(OOi)", Py_True, Py_None, static_cast<int>(item.state));
+  ModuleState* st = state_of(module);
+  if (item.state == UnboundState::kReplaced) {
+    return Py_BuildValue("(OO)", Py_True, st->unbound_objs[0]);
   }
-  PyObject* obj = decode(item.value, &state_of(module)->classes);
+  if (item.state == UnboundState::kError) {
+    return raise_exc(module, Exc::kChannelItemDestroyed,
+                     "the interpreter that sent this item was closed");
+  }
+  PyObject* obj = decode(item.value, &st->classes);
   if (obj == nullptr) return nullptr;
-  return Py_BuildValue("(ONi)", Py_True, obj, 0);
+  return Py_BuildValue("(ON)", Py_True, obj);
 }
 
 // channel_close(id, send, recv, force)
@@ -152,7 +155,10 @@ PyObject* mod_channel_info(PyObject* module, PyObject* arg) {
   int64_t id;
   if (!parse_id(arg, &id, "channel")) return nullptr;
   auto ch = ChannelRegistry::get().find(id);
-  if (ch == nullptr) return Py_BuildValue("(inii)", 2, static_cast<Py_ssize_t>(0), 1, 0);
+  if (ch == nullptr) {
+    return Py_BuildValue("(inii)", static_cast<int>(ChannelState::kClosed),
+                         static_cast<Py_ssize_t>(0), static_cast<int>(UnboundOp::kReplace), 0);
+  }
   (void)module;
   return Py_BuildValue("(inii)", static_cast<int>(ch->state.load()),
                        static_cast<Py_ssize_t>(ch->items.size()), static_cast<int>(ch->unbound),
@@ -172,34 +178,30 @@ PyObject* mod_channel_list_all(PyObject*, PyObject*) {
   return list;
 }
 
-PyObject* mod_set_channel_exceptions(PyObject* module, PyObject* args) {
-  ModuleState* st = state_of(module);
-  PyObject* e[5];
-  if (!PyArg_ParseTuple(args, "OOOOO", &e[0], &e[1], &e[2], &e[3], &e[4])) return nullptr;
-  for (PyObject* x : e) {
-    if (!PyExceptionClass_Check(x)) return PyErr_Format(PyExc_TypeError, "expected exception "
-                                                        "classes, got %.200s", Py_TYPE(x)->tp_name);
-  }
-  for (int k = 0; k < 5; ++k) Py_XSETREF(st->channel_exc[k], Py_NewRef(e[k]));
-  Py_RETURN_NONE;
-}
-
 PyMethodDef kMethods[] = {
     {"channel_create", mod_channel_create, METH_O, "channel_create(unbound) -> id"},
     {"channel_send", fastcall(mod_channel_send), METH_FASTCALL,
      "channel_send(id, obj, unbound, wait, timeout, buffer_only)"},
     {"channel_recv", fastcall(mod_channel_recv), METH_FASTCALL,
-     "channel_recv(id, block, timeout) -> (found, obj, unbound_state)"},
+     "channel_recv(id, block, timeout) -> (found, obj)"},
     {"channel_close", mod_channel_close, METH_VARARGS, "channel_close(id, send, recv, force)"},
     {"channel_info", mod_channel_info, METH_O,
      "channel_info(id) -> (state, count, unbound, parked receivers)"},
     {"channel_list_all", mod_channel_list_all, METH_NOARGS, "[(id, unbound)]"},
-    {"_set_channel_exceptions", mod_set_channel_exceptions, METH_VARARGS, "internal"},
     {nullptr, nullptr, 0, nullptr},
 };
 
 }  // namespace
 
-int add_channel_functions(PyObject* module) { return PyModule_AddFunctions(module, kMethods); }
+int add_channel_functions(PyObject* module) {
+  // The channel states, defined once (objects/channel.h).
+  const std::pair<const char*, ChannelState> states[] = {{"CHANNEL_OPEN", ChannelState::kOpen},
+                                                         {"CHANNEL_CLOSING", ChannelState::kClosing},
+                                                         {"CHANNEL_CLOSED", ChannelState::kClosed}};
+  for (const auto& [name, state] : states) {
+    if (PyModule_AddIntConstant(module, name, static_cast<long>(state)) < 0) return -1;
+  }
+  return PyModule_AddFunctions(module, kMethods);
+}
 
 }  // namespace xinterp::python

@@ -9,19 +9,13 @@
 #include <utility>
 
 #include "bindings/boundary.h"
+#include "bindings/exceptions.h"
 #include "bindings/module_state.h"
 #include "data/shared_buffer.h"
 #include "engine/python_engine.h"
 
 namespace xinterp::python {
 namespace {
-
-int add_exception(PyObject* module, const char* name, PyObject* base, PyObject** slot) {
-  std::string qualified = std::string("xinterp.") + name;
-  *slot = PyErr_NewException(qualified.c_str(), base, nullptr);
-  if (*slot == nullptr) return -1;
-  return PyModule_AddObjectRef(module, name, *slot);
-}
 
 // xidata's lookup of the calling interpreter's classes: through its xinterp module, if imported.
 const SharedClasses* current_classes() {
@@ -63,17 +57,7 @@ PyMethodDef kMethods[] = {
 
 int module_exec(PyObject* module) {
   ModuleState* st = state_of(module);
-  if (add_exception(module, "InterpreterError", PyExc_Exception, &st->interpreter_error) < 0 ||
-      add_exception(module, "InterpreterNotFoundError", st->interpreter_error,
-                    &st->not_found_error) < 0) {
-    return -1;
-  }
-  // PEP 734 drafts made it a ValueError, CPython 3.14 a TypeError: catchable as either.
-  PyObject* bases = PyTuple_Pack(2, PyExc_TypeError, PyExc_ValueError);
-  if (bases == nullptr) return -1;
-  int r = add_exception(module, "NotShareableError", bases, &st->not_shareable_error);
-  Py_DECREF(bases);
-  if (r < 0) return -1;
+  if (add_exceptions(module) < 0) return -1;
   st->shared_buffer_type = make_shared_buffer_type(module);
   if (st->shared_buffer_type == nullptr ||
       PyModule_AddObjectRef(module, "_SharedBuffer", st->shared_buffer_type) < 0) {
@@ -98,18 +82,10 @@ int module_exec(PyObject* module) {
 
 int module_traverse(PyObject* module, visitproc visit, void* arg) {
   ModuleState* st = state_of(module);
-  Py_VISIT(st->interpreter_error);
-  Py_VISIT(st->not_found_error);
-  Py_VISIT(st->not_shareable_error);
+  for (PyObject* o : st->exc) Py_VISIT(o);
+  for (PyObject* o : st->unbound_objs) Py_VISIT(o);
   Py_VISIT(st->shared_buffer_type);
   Py_VISIT(st->queue_handle_type);
-  Py_VISIT(st->queue_error);
-  Py_VISIT(st->queue_not_found);
-  Py_VISIT(st->queue_empty);
-  Py_VISIT(st->queue_full);
-  Py_VISIT(st->item_destroyed);
-  for (PyObject* o : st->channel_exc) Py_VISIT(o);
-  for (PyObject* o : st->unbound_objs) Py_VISIT(o);
   Py_VISIT(st->classes.interpreter);
   Py_VISIT(st->classes.queue);
   Py_VISIT(st->classes.recv_channel);
@@ -119,18 +95,10 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
 
 int module_clear(PyObject* module) {
   ModuleState* st = state_of(module);
-  Py_CLEAR(st->interpreter_error);
-  Py_CLEAR(st->not_found_error);
-  Py_CLEAR(st->not_shareable_error);
+  for (PyObject*& o : st->exc) Py_CLEAR(o);
+  for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
   Py_CLEAR(st->shared_buffer_type);
   Py_CLEAR(st->queue_handle_type);
-  Py_CLEAR(st->queue_error);
-  Py_CLEAR(st->queue_not_found);
-  Py_CLEAR(st->queue_empty);
-  Py_CLEAR(st->queue_full);
-  Py_CLEAR(st->item_destroyed);
-  for (PyObject*& o : st->channel_exc) Py_CLEAR(o);
-  for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
   Py_CLEAR(st->classes.interpreter);
   Py_CLEAR(st->classes.queue);
   Py_CLEAR(st->classes.recv_channel);

@@ -11,6 +11,7 @@
 
 #include <memory>
 
+#include "bindings/exceptions.h"
 #include "data/xidata.h"
 #include "engine/interp_record.h"
 
@@ -19,25 +20,13 @@ namespace xinterp::python {
 extern PyModuleDef kModule;
 
 struct ModuleState {
-  PyObject* interpreter_error;
-  PyObject* not_found_error;
-  PyObject* not_shareable_error;
+  PyObject* exc[kExcCount];              // exceptions.h, indexed by Exc
+  PyObject* unbound_objs[kMarkerCount];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
   PyObject* shared_buffer_type;
   PyObject* queue_handle_type;
   // xinterp's Python classes that travel by id, registered by the package at import
   // (_register_class), and shared_buffer_type: what encode() and decode() use here.
   SharedClasses classes;
-  // Set by xinterp.queues at import (Python classes): QueueError, QueueNotFoundError,
-  // QueueEmpty, QueueFull.
-  PyObject* queue_error;
-  PyObject* queue_not_found;
-  PyObject* queue_empty;
-  PyObject* queue_full;
-  PyObject* item_destroyed;   // ItemInterpreterDestroyed
-  // Set by xinterp.channels at import: ChannelError, ChannelNotFoundError, ChannelEmptyError,
-  // ChannelClosedError, ChannelNotEmptyError.
-  PyObject* channel_exc[5];
-  PyObject* unbound_objs[3];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
   // This interpreter's record (kept for the queues' hot path).
   std::shared_ptr<InterpRecord>* self;
 };

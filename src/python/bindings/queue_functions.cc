@@ -6,17 +6,13 @@
 #include <utility>
 
 #include "bindings/boundary.h"
+#include "bindings/exceptions.h"
 #include "bindings/module_state.h"
 #include "engine/fork_generation.h"
 #include "objects/queue.h"
 
 namespace xinterp::python {
 namespace {
-
-PyObject* queue_exc(PyObject* module, PyObject* ModuleState::*which, PyObject* fallback) {
-  PyObject* t = state_of(module)->*which;
-  return t != nullptr ? t : fallback;
-}
 
 PyObject* mod_queue_create(PyObject*, PyObject* args) {
   Py_ssize_t maxsize;
@@ -46,18 +42,14 @@ PyObject* mod_queue_release(PyObject*, PyObject* arg) {
 PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
   switch (s) {
     case QueueStatus::kFull:
-      PyErr_Format(queue_exc(module, &ModuleState::queue_full, PyExc_RuntimeError),
-                   "queue %lld is full", static_cast<long long>(id));
-      return nullptr;
+      return raise_exc(module, Exc::kQueueFull, "queue %lld is full", static_cast<long long>(id));
     case QueueStatus::kEmpty:
-      PyErr_Format(queue_exc(module, &ModuleState::queue_empty, PyExc_RuntimeError),
-                   "queue %lld is empty", static_cast<long long>(id));
-      return nullptr;
+      return raise_exc(module, Exc::kQueueEmpty, "queue %lld is empty",
+                       static_cast<long long>(id));
     case QueueStatus::kClosed:
-      PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
-                   "queue %lld is closed (the process is exiting, or its last reference was "
-                   "released)", static_cast<long long>(id));
-      return nullptr;
+      return raise_exc(module, Exc::kQueueError,
+                       "queue %lld is closed (the process is exiting, or its last reference was "
+                       "released)", static_cast<long long>(id));
     case QueueStatus::kTimeout:  // mapped to kFull or kEmpty by the caller
     case QueueStatus::kOk:
       break;
@@ -77,10 +69,9 @@ struct QueueHandle {
 };
 
 PyObject* raise_inherited_queue(PyObject* module, int64_t id) {
-  PyErr_Format(queue_exc(module, &ModuleState::queue_error, PyExc_RuntimeError),
-               "queue %lld was inherited across fork() and cannot be used in the child; "
-               "create a new one there", static_cast<long long>(id));
-  return nullptr;
+  return raise_exc(module, Exc::kQueueError,
+                   "queue %lld was inherited across fork() and cannot be used in the child; "
+                   "create a new one there", static_cast<long long>(id));
 }
 
 // The handle's queue, or nullptr with QueueError set if the handle comes from before a fork.
@@ -99,8 +90,8 @@ bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, Unbound
     *out = deflt;
     return true;
   }
-  for (int k = 0; k < 3; ++k) {
-    if (st->unbound_objs[k] != nullptr && arg == st->unbound_objs[k]) {
+  for (int k = 0; k < kMarkerCount; ++k) {
+    if (arg == st->unbound_objs[k]) {
       *out = static_cast<UnboundOp>(k + 1);
       return true;
     }
@@ -169,13 +160,10 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
     return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kEmpty : qs,
                               q.id);
   }
-  if (item.state == UnboundState::kReplaced && st->unbound_objs[0] != nullptr) {
-    return Py_NewRef(st->unbound_objs[0]);
-  }
-  if (item.state != UnboundState::kBound) {
-    PyErr_SetString(queue_exc(module, &ModuleState::item_destroyed, PyExc_RuntimeError),
-                    "the interpreter that put this item was closed");
-    return nullptr;
+  if (item.state == UnboundState::kReplaced) return Py_NewRef(st->unbound_objs[0]);
+  if (item.state == UnboundState::kError) {
+    return raise_exc(module, Exc::kQueueItemDestroyed,
+                     "the interpreter that put this item was closed");
   }
   return decode(item.value, &st->classes);
 }
@@ -289,9 +277,8 @@ PyType_Spec kHandleSpec = {
 };
 
 PyObject* raise_queue_not_found(PyObject* module, int64_t id) {
-  PyErr_Format(queue_exc(module, &ModuleState::queue_not_found, PyExc_LookupError),
-               "queue %lld not found", static_cast<long long>(id));
-  return nullptr;
+  return raise_exc(module, Exc::kQueueNotFound, "queue %lld not found",
+                   static_cast<long long>(id));
 }
 
 // queue_handle(id) -> a handle holding one reference to the queue.
@@ -325,34 +312,11 @@ PyObject* mod_queue_list_all(PyObject*, PyObject*) {
   return list;
 }
 
-PyObject* mod_set_queue_exceptions(PyObject* module, PyObject* args) {
-  ModuleState* st = state_of(module);
-  PyObject *err, *not_found, *empty, *full, *destroyed, *u1, *u2, *u3;
-  if (!PyArg_ParseTuple(args, "OOOOOOOO", &err, &not_found, &empty, &full, &destroyed, &u1, &u2,
-                        &u3)) {
-    return nullptr;
-  }
-  for (PyObject* e : {err, not_found, empty, full, destroyed}) {
-    if (!PyExceptionClass_Check(e)) return PyErr_Format(PyExc_TypeError, "expected exception "
-                                                        "classes, got %.200s", Py_TYPE(e)->tp_name);
-  }
-  Py_XSETREF(st->item_destroyed, Py_NewRef(destroyed));
-  Py_XSETREF(st->unbound_objs[0], Py_NewRef(u1));
-  Py_XSETREF(st->unbound_objs[1], Py_NewRef(u2));
-  Py_XSETREF(st->unbound_objs[2], Py_NewRef(u3));
-  Py_XSETREF(st->queue_error, Py_NewRef(err));
-  Py_XSETREF(st->queue_not_found, Py_NewRef(not_found));
-  Py_XSETREF(st->queue_empty, Py_NewRef(empty));
-  Py_XSETREF(st->queue_full, Py_NewRef(full));
-  Py_RETURN_NONE;
-}
-
 PyMethodDef kMethods[] = {
     {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},
     {"queue_release", mod_queue_release, METH_O, "queue_release(id): drop one reference"},
     {"queue_handle", mod_queue_handle, METH_O, "queue_handle(id) -> a handle with one reference"},
     {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},
-    {"_set_queue_exceptions", mod_set_queue_exceptions, METH_VARARGS, "internal"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -360,6 +324,13 @@ PyMethodDef kMethods[] = {
 
 int add_queue_functions(PyObject* module) {
   ModuleState* st = state_of(module);
+  // The unbounditems policies, defined once (objects/item.h).
+  const std::pair<const char*, UnboundOp> ops[] = {{"UNBOUNDITEMS_REPLACE", UnboundOp::kReplace},
+                                                   {"UNBOUNDITEMS_ERROR", UnboundOp::kError},
+                                                   {"UNBOUNDITEMS_REMOVE", UnboundOp::kRemove}};
+  for (const auto& [name, op] : ops) {
+    if (PyModule_AddIntConstant(module, name, static_cast<long>(op)) < 0) return -1;
+  }
   st->queue_handle_type = PyType_FromModuleAndSpec(module, &kHandleSpec, nullptr);
   if (st->queue_handle_type == nullptr) return -1;
   return PyModule_AddFunctions(module, kMethods);
