@@ -23,7 +23,7 @@
 #   consumer    xinterp as a C++ consumer gets it: a Release build with the CPython engine
 #               (pyenv 3.13.0) `cmake --install`ed into build-consumer/prefix, and tests/consumer
 #               built against that prefix, one test per app (ctest label "consumer"); then the
-#               core and its tests built (not run) in Debug (build-debug).
+#               core and its tests in Debug (build-debug).
 # It first runs tools/setup.sh (installs what is missing; a quick check once all is there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -124,7 +124,7 @@ print_summary() {
 # CPython through the package, so no Python hints are passed), built and run: one test per app.
 # Build types: this is the Release build (-O3, where GCC warns most); the core stage is
 # RelWithDebInfo, which is also what an empty CMAKE_BUILD_TYPE becomes (CMakeLists.txt);
-# Debug (-O0) is built here, the core and its tests, not run (the core stage runs them).
+# Debug (-O0) is built here too: the core and its tests, which then run (a few seconds).
 consumer_stage() {
   local version=3.13.0 name=consumer dir=build-consumer
   local prefix
@@ -152,7 +152,8 @@ consumer_stage() {
     fi
   fi
   if build debug build-debug -DCMAKE_BUILD_TYPE=Debug -DXINTERP_BUILD_BENCH=OFF; then
-    SUMMARY+=("debug: the core and its tests build")
+    stage "debug: tests"
+    run_ctest debug build-debug
   fi
 }
 
