@@ -3,6 +3,7 @@
 #
 #   bash tools/test.sh           all stages
 #   bash tools/test.sh --quick   the plain build only (no sanitizers, no clang analysis)
+#   bash tools/test.sh --only consumer   that stage alone (see below)
 #
 # Stages (each in its own build folder):
 #   core        gcc, RelWithDebInfo: the C++ core tests (ctest label "core")
@@ -19,6 +20,10 @@
 #               example (with leak checks) and the whole pytest suite run against that build.
 #   fuzz-3.12, fuzz-3.13
 #               the libFuzzer targets of fuzz/ (clang, ASan+UBSan), XINTERP_FUZZ_SECONDS each.
+#   consumer    xinterp as a C++ consumer gets it: a Release build with the CPython engine
+#               (pyenv 3.13.0) `cmake --install`ed into build-consumer/prefix, and tests/consumer
+#               built against that prefix, one test per app (ctest label "consumer"); then the
+#               core and its tests in Debug (build-debug).
 # It first runs tools/setup.sh (installs what is missing; a quick check once all is there).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -29,7 +34,11 @@ if ! bash tools/setup.sh; then
 fi
 export PATH="$ROOT/.venv-tools/bin:$PATH"
 QUICK=0
-[ "${1:-}" = "--quick" ] && QUICK=1
+ONLY=""
+case "${1:-}" in
+  --quick) QUICK=1 ;;
+  --only) ONLY="${2:-}" ;;
+esac
 JOBS="$(nproc 2>/dev/null || echo 2)"
 
 declare -a SUMMARY
@@ -84,14 +93,15 @@ run_pytest() {
   fi
 }
 
-# build NAME BUILD_DIR [cmake args...]  (builds everything, or only $TARGET if set)
+# build NAME BUILD_DIR [cmake args...]  (builds everything, or only $TARGET if set: one target
+# or several, separated by spaces)
 build() {
   local name="$1" dir="$2"
   shift 2
   stage "$name: build ($dir)"
   mkdir -p "$dir"
   if cmake -S "$ROOT" -B "$dir" -G Ninja -Wno-dev "$@" >"$dir/configure.log" 2>&1 &&
-     cmake --build "$dir" -j "$JOBS" ${TARGET:+--target "$TARGET"}; then
+     cmake --build "$dir" -j "$JOBS" ${TARGET:+--target $TARGET}; then
     return 0
   fi
   tail -20 "$dir/configure.log" 2>/dev/null
@@ -99,6 +109,63 @@ build() {
   TOTAL_FAILED=$((TOTAL_FAILED + 1))
   return 1
 }
+
+print_summary() {
+  echo
+  echo "=== summary ==="
+  for line in "${SUMMARY[@]}"; do echo "  $line"; done
+  echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+}
+
+# consumer_stage: what a C++ consumer gets (README, "Using xinterp from C++"). xinterp is built in
+# Release with the CPython engine against pyenv's CPython 3.13.0, without tests or benchmarks and
+# only the installed targets, so that it is quick; `cmake --install`ed into a fresh
+# build-consumer/prefix; then tests/consumer is configured against that prefix alone (it must find
+# CPython through the package, so no Python hints are passed), built and run: one test per app.
+# Build types: this is the Release build (-O3, where GCC warns most); the core stage is
+# RelWithDebInfo, which is also what an empty CMAKE_BUILD_TYPE becomes (CMakeLists.txt);
+# Debug (-O0) is built here too: the core and its tests, which then run (a few seconds).
+consumer_stage() {
+  local version=3.13.0 name=consumer dir=build-consumer
+  local prefix
+  if ! prefix="$(pyenv prefix "$version" 2>/dev/null)"; then
+    SUMMARY+=("$name: CPython $version not found (pyenv)")
+    TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    return
+  fi
+  if TARGET="xinterp_core xinterp_python" build "$name" "$dir" -DCMAKE_BUILD_TYPE=Release \
+       -DXINTERP_BUILD_PYTHON=ON -DXINTERP_BUILD_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
+       -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
+    stage "$name: install into $dir/prefix, build tests/consumer against it"
+    rm -rf "$dir/prefix"  # a file left by an earlier run must not hide a missing install rule
+    if cmake --install "$dir" --prefix "$ROOT/$dir/prefix" >"$dir/install.log" 2>&1 &&
+       cmake -S "$ROOT/tests/consumer" -B "$dir/app" -G Ninja \
+         -DCMAKE_PREFIX_PATH="$ROOT/$dir/prefix" -DXINTERP_CONSUMER_REQUIRE_PYTHON=ON \
+         >"$dir/app-configure.log" 2>&1 &&
+       cmake --build "$dir/app" -j "$JOBS"; then
+      stage "$name: tests"
+      LABEL=consumer run_ctest "$name" "$dir/app"
+    else
+      tail -20 "$dir/install.log" "$dir/app-configure.log" 2>/dev/null
+      SUMMARY+=("$name: INSTALL OR CONSUMER BUILD FAILED")
+      TOTAL_FAILED=$((TOTAL_FAILED + 1))
+    fi
+  fi
+  if build debug build-debug -DCMAKE_BUILD_TYPE=Debug -DXINTERP_BUILD_BENCH=OFF; then
+    stage "debug: tests"
+    run_ctest debug build-debug
+  fi
+}
+
+if [ "$ONLY" = consumer ]; then
+  consumer_stage
+  print_summary
+  [ "$TOTAL_FAILED" = 0 ]
+  exit
+elif [ -n "$ONLY" ]; then
+  echo "tests: 0 passed, 1 failed (--only knows one stage: consumer)"
+  exit 1
+fi
 
 if build core build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then
   stage "core: tests"
@@ -196,6 +263,7 @@ asan_python_stage() {
 
 python_stage 3.12.1
 python_stage 3.13.0
+consumer_stage
 # fuzz_stage VERSION: the libFuzzer targets of fuzz/ (clang, ASan+UBSan) against pyenv's CPython
 # VERSION, each for XINTERP_FUZZ_SECONDS (default 60) from its checked-in seeds.
 fuzz_stage() {
@@ -220,8 +288,5 @@ if [ "$QUICK" = 0 ]; then
   fuzz_stage 3.13.0
 fi
 
-echo
-echo "=== summary ==="
-for line in "${SUMMARY[@]}"; do echo "  $line"; done
-echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+print_summary
 [ "$TOTAL_FAILED" = 0 ]
