@@ -9,7 +9,8 @@
 #   core        gcc, RelWithDebInfo: the C++ core tests (ctest label "core")
 #   tsan        clang, ThreadSanitizer: the same tests; any report fails them
 #   asan        gcc, AddressSanitizer + UndefinedBehaviorSanitizer: the same tests
-#   clang-ts    clang with -Wthread-safety -Werror: lock discipline checked at compile time
+#   clang-ts    clang with -Wthread-safety -Werror: lock discipline of the core and the CPython
+#               engine checked at compile time
 #   python-3.12, python-3.13
 #               per CPython (pyenv 3.12.1 and 3.13.0): `pip install .[test]` into .venv-3.12 /
 #               .venv-3.13, then pytest (tests/python); and a CMake build against that CPython
@@ -185,9 +186,15 @@ if [ "$QUICK" = 0 ]; then
       ASAN_OPTIONS="halt_on_error=1 detect_leaks=1 abort_on_error=0" \
       UBSAN_OPTIONS="halt_on_error=1 print_stacktrace=1"
   fi
+  # The core and the CPython engine (against pyenv's 3.13.0, or the core alone without it).
+  ts_python=()
+  if ts_prefix="$(pyenv prefix 3.13.0 2>/dev/null)"; then
+    ts_python=(-DXINTERP_BUILD_PYTHON=ON -DPython_ROOT_DIR="$ts_prefix" -DPython_FIND_STRATEGY=LOCATION)
+  fi
   if build clang-ts build-clang-ts -DXINTERP_THREAD_SAFETY=ON -DXINTERP_BUILD_BENCH=OFF \
-       -DXINTERP_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++; then
-    SUMMARY+=("clang-ts: -Wthread-safety clean")
+       -DXINTERP_BUILD_TESTS=OFF -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
+       "${ts_python[@]}"; then
+    SUMMARY+=("clang-ts: -Wthread-safety clean (core${ts_python:+ and CPython engine})")
   fi
 fi
 
@@ -225,7 +232,9 @@ python_stage() {
 }
 
 # asan_python_stage VERSION: the engine, the extension module and the embedding example built
-# with ASan+UBSan against pyenv's CPython VERSION (build-py31x-asan). The embedding example runs
+# with ASan+UBSan against pyenv's CPython VERSION (build-py31x-asan), on the debug core
+# (XINTERP_DEBUG_CHECKS: owner affinity checked at every lent buffer's take and release, so a
+# release outside its owner aborts the test naming both interpreters). The embedding example runs
 # with leak checks (tools/sanitizers/lsan.supp names CPython's own never-freed memory); then the
 # whole Python suite, in the venv of python_stage, imports that build (PYTHONPATH) with the
 # sanitizer runtimes preloaded into the uninstrumented python, PYTHONMALLOC=malloc so that ASan
@@ -239,7 +248,8 @@ asan_python_stage() {
   local prefix
   prefix="$(pyenv prefix "$version" 2>/dev/null)" || return 0  # reported by python_stage
   [ -x "$venv/bin/python" ] || return 0
-  if ! build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_PYTHON=ON -DXINTERP_TEST_HOOKS=ON \
+  if ! build "$name" "$dir" -DXINTERP_SANITIZE=address -DXINTERP_BUILD_PYTHON=ON \
+       -DXINTERP_TEST_HOOKS=ON -DXINTERP_DEBUG_CHECKS=ON \
        -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \
        -DPython_ROOT_DIR="$prefix" -DPython_FIND_STRATEGY=LOCATION; then
     return
