@@ -8,7 +8,7 @@ import mmap
 import pytest
 
 import xinterp
-from conftest import eventually, interp_stats
+from conftest import eventually, interp_stats, run_script
 from shared_helpers import evaluate
 
 
@@ -172,3 +172,40 @@ def test_closing_the_borrower_is_always_allowed(interp):
     assert interp_stats(interp)['borrows'] == 1
     borrower.close()
     assert eventually(lambda: released(interp))
+
+
+@pytest.mark.skipif(not xinterp._xinterp._DEBUG_CHECKS,
+                    reason='owner affinity is checked only in XINTERP_DEBUG_CHECKS builds '
+                           '(the test command builds one for its ASan stage)')
+def test_debug_build_names_both_interpreters_when_a_borrow_is_touched_outside_its_owner():
+    # Contract line 1: the check runs on the production path (the lent buffer's own handle).
+    proc = run_script('''
+        import xinterp
+        from xinterp import _xinterp
+        sub = xinterp.create()
+        q = xinterp.create_queue()
+        sub.prepare_main(q=q)
+        sub.exec('q.put(bytearray(b"lent by the sub"))')
+        view = q.get()
+        print('owner', sub.id, flush=True)
+        _xinterp._check_view_affinity(view)  # main is not the owner: aborts
+        print('not reached', flush=True)
+    ''')
+    assert proc.returncode != 0
+    assert 'not reached' not in proc.stdout
+    sub_id = int(proc.stdout.split()[1])
+    assert f'(engine id {sub_id}) touched from owner' in proc.stderr, proc.stderr
+    assert '(engine id 0;' in proc.stderr, proc.stderr
+
+
+def test_affinity_check_passes_inside_the_owner():
+    # The same check, run where it belongs (in the owner), never fires, in any build: main lends
+    # a buffer to itself through a queue and checks the borrow from main.
+    q = xinterp.create_queue()
+    q.put(bytearray(b'lent by main'))
+    view = q.get()
+    assert bytes(view) == b'lent by main'
+    xinterp._xinterp._check_view_affinity(view)
+    with pytest.raises(TypeError, match='lent by another interpreter'):
+        xinterp._xinterp._check_view_affinity(memoryview(b'not lent'))
+    view.release()

@@ -70,6 +70,13 @@ int module_exec(PyObject* module) {
       add_test_hooks(module) < 0) {
     return -1;
   }
+#ifdef XINTERP_DEBUG
+  constexpr int kDebugChecks = 1;
+#else
+  constexpr int kDebugChecks = 0;
+#endif
+  // Whether owner affinity is checked on the production path (XINTERP_DEBUG_CHECKS builds).
+  if (PyModule_AddIntConstant(module, "_DEBUG_CHECKS", kDebugChecks) < 0) return -1;
   Status s;
   std::shared_ptr<InterpRecord> rec = PythonEngine::get().register_current(&s);
   if (rec == nullptr) {

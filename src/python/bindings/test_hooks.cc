@@ -12,6 +12,7 @@
 
 #include "bindings/boundary.h"
 #include "cpython/cpython_private.h"
+#include "data/shared_buffer.h"
 #include "engine/python_engine.h"
 
 namespace xinterp::python {
@@ -68,7 +69,22 @@ PyObject* mod_test_counters(PyObject*, PyObject*) {
                        (unsigned long long)g_test_wrong.load());
 }
 
+// _check_view_affinity(view): runs the owner-affinity check of the borrow behind a memoryview
+// lent by another interpreter, from the calling thread. In a debug-checks build, called outside
+// the owner, it aborts the process naming both interpreters; otherwise it does nothing.
+PyObject* mod_check_view_affinity(PyObject* module, PyObject* view) {
+  auto* type = reinterpret_cast<PyTypeObject*>(state_of(module)->shared_buffer_type);
+  const std::shared_ptr<BufferBorrow>* borrow = borrow_of_view(view, type);
+  if (borrow == nullptr) {
+    PyErr_SetString(PyExc_TypeError, "expected a memoryview lent by another interpreter");
+    return nullptr;
+  }
+  (*borrow)->check_in_owner();
+  Py_RETURN_NONE;
+}
+
 PyMethodDef kMethods[] = {
+    {"_check_view_affinity", mod_check_view_affinity, METH_O, "test hook"},
     {"_post_test_calls", mod_post_test_calls, METH_VARARGS, "test hook"},
     {"_test_counters", mod_test_counters, METH_NOARGS, "test hook"},
     {nullptr, nullptr, 0, nullptr},

@@ -49,9 +49,7 @@ std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj,
   owner->borrows.fetch_add(1, std::memory_order_relaxed);
   b->lent_ = lent.release();
   b->handle_ = OwnerBound(owner->owner, b->lent_, &BufferBorrow::release);
-#ifdef XINTERP_DEBUG
-  (void)b->handle_.get();  // checks that take() runs in the owner
-#endif
+  b->check_in_owner();
   return b;
 }
 

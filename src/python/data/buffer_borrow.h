@@ -63,6 +63,13 @@ class BufferBorrow {
   std::vector<Py_ssize_t>& strides() noexcept { return strides_; }
   int64_t owner_py_id() const noexcept { return owner_py_id_; }
   void set_holder(int64_t id) noexcept { lent_->holder.store(id, std::memory_order_relaxed); }
+  // In a debug build (XINTERP_DEBUG): fails, naming both interpreters, unless the calling thread
+  // is attached to the owner. Nothing otherwise.
+  void check_in_owner() const noexcept {
+#ifdef XINTERP_DEBUG
+    (void)handle_.get();
+#endif
+  }
 
  private:
   BufferBorrow() = default;

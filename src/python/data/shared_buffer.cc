@@ -64,6 +64,13 @@ PyObject* make_shared_buffer_type(PyObject* module) {
   return PyType_FromModuleAndSpec(module, &kSpec, nullptr);
 }
 
+const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject* type) {
+  if (!PyMemoryView_Check(view)) return nullptr;
+  PyObject* exporter = PyMemoryView_GET_BUFFER(view)->obj;
+  if (exporter == nullptr || Py_TYPE(exporter) != type) return nullptr;
+  return reinterpret_cast<SharedBufferObject*>(exporter)->borrow;
+}
+
 PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type) {
   PyObject* exporter = type->tp_alloc(type, 0);
   if (exporter == nullptr) return nullptr;

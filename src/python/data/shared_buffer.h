@@ -18,6 +18,9 @@ namespace xinterp::python {
 // Creates the _SharedBuffer type for a module. New reference or nullptr.
 PyObject* make_shared_buffer_type(PyObject* module);
 
+// The borrow behind a memoryview made by make_view(), or nullptr if `view` is not one.
+const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject* type);
+
 // A memoryview over the borrowed memory in the calling (receiving) interpreter. New reference,
 // or nullptr with an exception set.
 PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type);
