@@ -33,15 +33,6 @@
 
 namespace xinterp::python {
 
-// What stays with the owner until the release ran: the Py_buffer itself and who holds it now.
-struct LentBuffer {
-  Py_buffer view{};
-  std::shared_ptr<InterpRecord> owner;
-  // A receiving interpreter's id, or -1 while it sits in a queue or is in transit (for close()'s
-  // error message).
-  std::atomic<int64_t> holder{-1};
-};
-
 class BufferBorrow {
  public:
   // Takes a C-contiguous buffer on obj, owned by the calling thread's interpreter, whose record

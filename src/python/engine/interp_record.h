@@ -14,6 +14,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <memory>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -22,7 +23,17 @@
 
 namespace xinterp::python {
 
-struct LentBuffer;
+struct InterpRecord;
+
+// A buffer an interpreter lent (data/buffer_borrow.h): what stays with the owner's record until
+// the release ran: the Py_buffer itself and who holds it now.
+struct LentBuffer {
+  Py_buffer view{};
+  std::shared_ptr<InterpRecord> owner;
+  // A receiving interpreter's id, or -1 while it sits in a queue or is in transit (for close()'s
+  // error message).
+  std::atomic<int64_t> holder{-1};
+};
 
 // CPython's values of interpreter "whence" (3.13's _PyInterpreterState_WHENCE_*), used on 3.12 too.
 enum class Whence : int {

@@ -14,7 +14,6 @@
 
 #include "base/fail.h"
 #include "cpython/cpython_private.h"
-#include "data/buffer_borrow.h"
 #include "engine/fork_generation.h"
 #include "engine/thread_switch.h"
 
