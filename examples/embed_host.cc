@@ -76,8 +76,8 @@ int main(int argc, char** argv) {
   int bad = 0;
   for (int w = 0; w < workers; ++w) {
     const int64_t expected = collatz_steps(20000 + w);
-    const bool ok = errors[static_cast<size_t>(w)].empty() &&
-                    results[static_cast<size_t>(w)] == expected;
+    const bool ok =
+        errors[static_cast<size_t>(w)].empty() && results[static_cast<size_t>(w)] == expected;
     std::printf("interpreter %d: collatz_steps(%d) = %lld (expected %lld) %s %s\n", w, 20000 + w,
                 static_cast<long long>(results[static_cast<size_t>(w)]),
                 static_cast<long long>(expected), ok ? "ok" : "FAILED",

@@ -34,9 +34,9 @@
 #include <variant>
 #include <vector>
 
+#include "data/xidata.h"
 #include "engine/python_engine.h"
 #include "engine/status.h"
-#include "data/xidata.h"
 #include "xinterp/python.h"
 
 namespace {
@@ -91,7 +91,8 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
     case 6: {  // bytes; sometimes large enough to travel as a borrow of the sender's object
       std::string b = p.ConsumeRandomLengthString(64);
       if (!b.empty() && p.ConsumeBool()) {
-        const size_t want = xinterp::python::kBytesBorrowMin + p.ConsumeIntegralInRange<size_t>(0, 4096);
+        const size_t want =
+            xinterp::python::kBytesBorrowMin + p.ConsumeIntegralInRange<size_t>(0, 4096);
         std::string big;
         big.reserve(want);
         while (big.size() < want) big += b;
@@ -99,9 +100,9 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
       }
       return PyBytes_FromStringAndSize(b.data(), static_cast<Py_ssize_t>(b.size()));
     }
-    case 7:    // tuple (natively shareable if its items are)
-    case 8:    // list (pickle)
-    case 9:    // set of its hashable items (pickle)
+    case 7:     // tuple (natively shareable if its items are)
+    case 8:     // list (pickle)
+    case 9:     // set of its hashable items (pickle)
     case 10: {  // dict str -> item (pickle)
       const size_t n = depth >= kMaxDepth ? 0 : p.ConsumeIntegralInRange<size_t>(0, 4);
       PyObject* items = PyList_New(0);

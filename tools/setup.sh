@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v clang++ >/dev/null || need_apt+=(clang)
+command -v clang-format >/dev/null || need_apt+=(clang-format)
 [ -f /usr/src/googletest/CMakeLists.txt ] || need_apt+=(libgtest-dev)
 [ -f /usr/include/benchmark/benchmark.h ] || need_apt+=(libbenchmark-dev)
 command -v g++ >/dev/null || need_apt+=(g++)

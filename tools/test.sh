@@ -6,6 +6,7 @@
 #   bash tools/test.sh --only consumer   that stage alone (see below)
 #
 # Stages (each in its own build folder):
+#   format      clang-format --dry-run -Werror over every C and C++ file (.clang-format)
 #   core        gcc, RelWithDebInfo: the C++ core tests (ctest label "core")
 #   tsan        clang, ThreadSanitizer: the same tests; any report fails them
 #   asan        gcc, AddressSanitizer + UndefinedBehaviorSanitizer: the same tests
@@ -166,6 +167,21 @@ if [ "$ONLY" = consumer ]; then
 elif [ -n "$ONLY" ]; then
   echo "tests: 0 passed, 1 failed (--only knows one stage: consumer)"
   exit 1
+fi
+
+# format: every C and C++ file as .clang-format says (clang-format from Debian 12, version 14;
+# fix with: clang-format -i $(git ls-files '*.cc' '*.h' '*.c')).
+stage "format: clang-format --dry-run -Werror"
+c_files() {
+  git ls-files '*.cc' '*.h' '*.c' 2>/dev/null ||
+    find src include tests examples fuzz bench -name '*.cc' -o -name '*.h' -o -name '*.c'
+}
+if (cd "$ROOT" && c_files | xargs clang-format --dry-run -Werror); then
+  SUMMARY+=("format: 1 passed, 0 failed")
+  TOTAL_PASSED=$((TOTAL_PASSED + 1))
+else
+  SUMMARY+=("format: 0 passed, 1 failed (clang-format)")
+  TOTAL_FAILED=$((TOTAL_FAILED + 1))
 fi
 
 if build core build -DCMAKE_BUILD_TYPE=RelWithDebInfo; then

@@ -331,26 +331,25 @@ B* common(B* b) {
   return b->UseManualTime()->ComputeStatistics("min", min_of);
 }
 
-#define XI_REGISTER_ALL(Q)                                                               \
-  common(benchmark::RegisterBenchmark((std::string("post_throughput/") + Q::kName).c_str(), \
-                                      BM_post_throughput<Q, false>))                     \
-      ->ArgName("producers")                                                             \
-      ->Arg(1)                                                                           \
-      ->Arg(2)                                                                           \
-      ->Unit(benchmark::kMicrosecond);                                                   \
-  common(benchmark::RegisterBenchmark(                                                   \
-             (std::string("post_run_throughput/") + Q::kName).c_str(),                   \
-             BM_post_throughput<Q, true>))                                               \
-      ->ArgName("producers")                                                             \
-      ->Arg(1)                                                                           \
-      ->Arg(2)                                                                           \
-      ->Unit(benchmark::kMicrosecond);                                                   \
-  common(benchmark::RegisterBenchmark((std::string("latency_busy/") + Q::kName).c_str(), \
-                                      BM_latency_busy<Q>))                               \
-      ->Unit(benchmark::kMicrosecond);                                                   \
-  common(benchmark::RegisterBenchmark((std::string("latency_idle/") + Q::kName).c_str(), \
-                                      BM_latency_idle<Q>))                               \
-      ->Unit(benchmark::kMicrosecond)                                                    \
+#define XI_REGISTER_ALL(Q)                                                                      \
+  common(benchmark::RegisterBenchmark((std::string("post_throughput/") + Q::kName).c_str(),     \
+                                      BM_post_throughput<Q, false>))                            \
+      ->ArgName("producers")                                                                    \
+      ->Arg(1)                                                                                  \
+      ->Arg(2)                                                                                  \
+      ->Unit(benchmark::kMicrosecond);                                                          \
+  common(benchmark::RegisterBenchmark((std::string("post_run_throughput/") + Q::kName).c_str(), \
+                                      BM_post_throughput<Q, true>))                             \
+      ->ArgName("producers")                                                                    \
+      ->Arg(1)                                                                                  \
+      ->Arg(2)                                                                                  \
+      ->Unit(benchmark::kMicrosecond);                                                          \
+  common(benchmark::RegisterBenchmark((std::string("latency_busy/") + Q::kName).c_str(),        \
+                                      BM_latency_busy<Q>))                                      \
+      ->Unit(benchmark::kMicrosecond);                                                          \
+  common(benchmark::RegisterBenchmark((std::string("latency_idle/") + Q::kName).c_str(),        \
+                                      BM_latency_idle<Q>))                                      \
+      ->Unit(benchmark::kMicrosecond)                                                           \
       ->Iterations(200);
 
 }  // namespace

@@ -67,8 +67,7 @@ class Owner {
 
   void post(PendingCall* call) noexcept;
   template <class F>
-    requires(!std::is_convertible_v<F, PendingCall*>)
-  void post(F&& f) {
+  requires(!std::is_convertible_v<F, PendingCall*>) void post(F&& f) {
     post(make_pending_call(std::forward<F>(f)));
   }
   void post_signal_safe(PendingCall* call) noexcept;

@@ -38,9 +38,9 @@ struct PendingCall {
   explicit PendingCall(Fn fn) noexcept : fn_(fn) {}
 
   Fn fn_;
-  PendingCall* next_ = nullptr;  // queue link; written by the poster before publication
+  PendingCall* next_ = nullptr;       // queue link; written by the poster before publication
   PendingCall* fifo_next_ = nullptr;  // drain order, written by the drainer (next_ stays intact)
-  Owner* deferred_owner_ = nullptr;  // set only while parked on the housekeeper's raw list
+  Owner* deferred_owner_ = nullptr;   // set only while parked on the housekeeper's raw list
 };
 
 namespace internal {

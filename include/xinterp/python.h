@@ -36,8 +36,7 @@ using Value = std::variant<std::monostate, bool, int64_t, double, std::string>;
 class Error : public std::runtime_error {
  public:
   enum class Kind { kInterpreter, kNotFound, kNotShareable, kExecutionFailed, kPython };
-  Error(Kind kind, const std::string& what, std::string type_name = {},
-        std::string traceback = {})
+  Error(Kind kind, const std::string& what, std::string type_name = {}, std::string traceback = {})
       : std::runtime_error(what),
         kind_(kind),
         type_name_(std::move(type_name)),

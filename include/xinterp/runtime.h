@@ -27,8 +27,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <type_traits>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "xinterp/engine.h"
@@ -49,10 +49,10 @@ struct RuntimeOptions {
 
 struct RegistryStats {
   uint64_t owners_created = 0;
-  uint64_t owners_alive = 0;       // registered (alive or closing)
-  uint64_t unknown_owner_posts = 0;  // posts by id to a closed or unknown owner, run raw
+  uint64_t owners_alive = 0;          // registered (alive or closing)
+  uint64_t unknown_owner_posts = 0;   // posts by id to a closed or unknown owner, run raw
   uint64_t unknown_owner_failed = 0;  // of those, raw calls that returned false or threw
-  OwnerStats retired;              // sum of owners at the moment they closed
+  OwnerStats retired;                 // sum of owners at the moment they closed
 };
 
 class Runtime {
@@ -71,8 +71,7 @@ class Runtime {
 
   void post(OwnerId id, PendingCall* call) noexcept;
   template <class F>
-    requires(!std::is_convertible_v<F, PendingCall*>)
-  void post(OwnerId id, F&& f) {
+  requires(!std::is_convertible_v<F, PendingCall*>) void post(OwnerId id, F&& f) {
     post(id, make_pending_call(std::forward<F>(f)));
   }
 

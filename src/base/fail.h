@@ -11,7 +11,7 @@ namespace xinterp::internal {
 
 }  // namespace xinterp::internal
 
-#define XI_CHECK(cond, ...)                                    \
-  do {                                                         \
+#define XI_CHECK(cond, ...)                                                   \
+  do {                                                                        \
     if (__builtin_expect(!(cond), 0)) ::xinterp::internal::fail(__VA_ARGS__); \
   } while (0)

@@ -10,9 +10,7 @@ namespace xinterp::internal {
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
-static uint32_t* address(std::atomic<uint32_t>& word) {
-  return reinterpret_cast<uint32_t*>(&word);
-}
+static uint32_t* address(std::atomic<uint32_t>& word) { return reinterpret_cast<uint32_t*>(&word); }
 
 void futex_wait(std::atomic<uint32_t>& word, uint32_t expected,
                 std::chrono::nanoseconds timeout) noexcept {

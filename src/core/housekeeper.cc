@@ -240,8 +240,7 @@ void Housekeeper::run() noexcept {
     const auto deadline = runtime_.options().drain_deadline;
     sleep_mode_.store(idle ? kIndefinite : kTimed, std::memory_order_seq_cst);
     if (inbox_.load(std::memory_order_seq_cst) == nullptr &&
-        raw_.load(std::memory_order_seq_cst) == nullptr &&
-        !stop_.load(std::memory_order_seq_cst)) {
+        raw_.load(std::memory_order_seq_cst) == nullptr && !stop_.load(std::memory_order_seq_cst)) {
       std::chrono::nanoseconds timeout(-1);
       if (!idle) {
         // Look again within half a deadline so that an owner first seen late still drains

@@ -76,8 +76,8 @@ class Housekeeper {
 
  private:
   struct Watched {
-    Owner* owner;          // holds one reference
-    uint64_t epoch;        // owner's drain epoch when `since` was taken
+    Owner* owner;    // holds one reference
+    uint64_t epoch;  // owner's drain epoch when `since` was taken
     std::chrono::steady_clock::time_point since;
     std::chrono::steady_clock::time_point empty_since;  // epoch (unset) while it has calls
   };
@@ -91,16 +91,16 @@ class Housekeeper {
   void take_inbox_locked(std::chrono::steady_clock::time_point now) XI_REQUIRES(mu_);
   void run_deferred_raw() noexcept;
   Verdict visit(Watched& w, std::chrono::steady_clock::time_point now,
-             std::chrono::steady_clock::time_point& next_due) noexcept;
+                std::chrono::steady_clock::time_point& next_due) noexcept;
   void drain_attached(Owner& owner) noexcept;
   bool unwatch_if_empty(Owner& owner) noexcept;
 
   Runtime& runtime_;
 
-  std::atomic<Owner*> inbox_{nullptr};       // Treiber stack through Owner::hk_next_
-  std::atomic<PendingCall*> raw_{nullptr};   // Treiber stack through PendingCall::next_
+  std::atomic<Owner*> inbox_{nullptr};              // Treiber stack through Owner::hk_next_
+  std::atomic<PendingCall*> raw_{nullptr};          // Treiber stack through PendingCall::next_
   std::atomic<PendingCall*> raw_running_{nullptr};  // what run_deferred_raw has left to run
-  std::atomic<uint32_t> seq_{0};             // futex word, bumped by every kick
+  std::atomic<uint32_t> seq_{0};                    // futex word, bumped by every kick
   std::atomic<uint32_t> sleep_mode_{0};
   std::atomic<bool> stop_{false};
   std::atomic<bool> running_{false};

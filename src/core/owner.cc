@@ -99,9 +99,7 @@ void Owner::run_now(PendingCall* call, RunMode mode, std::atomic<uint64_t>& coun
   counter.fetch_add(1, std::memory_order_release);
 }
 
-void Owner::run_raw_deferred(PendingCall* call) noexcept {
-  run_now(call, RunMode::kRaw, run_raw_);
-}
+void Owner::run_raw_deferred(PendingCall* call) noexcept { run_now(call, RunMode::kRaw, run_raw_); }
 
 bool Owner::try_lock_drain() noexcept {
   if (draining_.exchange(true, std::memory_order_acquire)) return false;
@@ -126,8 +124,7 @@ size_t Owner::run_batch(PendingCall* lifo, RunMode mode, std::atomic<uint64_t>& 
     ++n;
   }
   uint64_t peak = peak_backlog_.load(std::memory_order_relaxed);
-  while (n > peak &&
-         !peak_backlog_.compare_exchange_weak(peak, n, std::memory_order_relaxed)) {
+  while (n > peak && !peak_backlog_.compare_exchange_weak(peak, n, std::memory_order_relaxed)) {
   }
   in_flight_.store(fifo, std::memory_order_release);
   batch_phase_.store(2, std::memory_order_release);
@@ -222,8 +219,7 @@ PendingCall* Owner::seal() noexcept {
 
 bool Owner::begin_close() noexcept {
   OwnerState expected = OwnerState::kAlive;
-  return state_.compare_exchange_strong(expected, OwnerState::kClosing,
-                                        std::memory_order_seq_cst);
+  return state_.compare_exchange_strong(expected, OwnerState::kClosing, std::memory_order_seq_cst);
 }
 
 bool Owner::try_use() noexcept {
@@ -242,8 +238,7 @@ void Owner::end_use() noexcept {
     if (u == 0) return;
   } while (!users_.compare_exchange_weak(u, u - 1, std::memory_order_seq_cst,
                                          std::memory_order_relaxed));
-  if (u == 1 &&
-      state_.load(std::memory_order_seq_cst) != OwnerState::kAlive) {
+  if (u == 1 && state_.load(std::memory_order_seq_cst) != OwnerState::kAlive) {
     internal::futex_wake(users_, INT_MAX);
   }
 }

@@ -8,8 +8,6 @@
 
 namespace xinterp::internal {
 
-inline uint64_t this_thread_id() noexcept {
-  return static_cast<uint64_t>(pthread_self()) | 1u;
-}
+inline uint64_t this_thread_id() noexcept { return static_cast<uint64_t>(pthread_self()) | 1u; }
 
 }  // namespace xinterp::internal

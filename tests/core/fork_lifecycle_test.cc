@@ -17,12 +17,12 @@ namespace {
 using namespace std::chrono_literals;
 
 // In a child: exit with `code` unless `cond` holds. No gtest machinery after fork.
-#define CHILD_CHECK(cond, code)                                      \
-  do {                                                               \
-    if (!(cond)) {                                                   \
+#define CHILD_CHECK(cond, code)                                               \
+  do {                                                                        \
+    if (!(cond)) {                                                            \
       fprintf(stderr, "child check failed: %s (line %d)\n", #cond, __LINE__); \
-      _exit(code);                                                   \
-    }                                                                \
+      _exit(code);                                                            \
+    }                                                                         \
   } while (0)
 
 // Sanitizer runtimes are not fork-safe with other threads running: a child forked while another
@@ -192,17 +192,21 @@ TEST(ForkLifecycleTest, ForkWhileProducersAndHousekeeperAreBusy) {
       // Every call queued at fork time runs raw once the housekeeper is back.
       for (OwnerRef& o : owners) {
         // Exactly balanced once everything recoverable ran: what vanished is counted as lost.
-        CHILD_CHECK(eventually([&] {
-                      OwnerStats s = o->stats();
-                      return s.posted == s.run_total() + s.lost;
-                    }, 5s),
+        CHILD_CHECK(eventually(
+                        [&] {
+                          OwnerStats s = o->stats();
+                          return s.posted == s.run_total() + s.lost;
+                        },
+                        5s),
                     34);
         CHILD_CHECK(o->stats().lost <= 3, 35);
-        CHILD_CHECK(eventually([&] {
-                      OwnerStats s = o->stats();
-                      // Cut mid-flight by fork: a post per producer, a call per drainer.
-                      return s.posted - s.run_total() <= 3;
-                    }, 5s),
+        CHILD_CHECK(eventually(
+                        [&] {
+                          OwnerStats s = o->stats();
+                          // Cut mid-flight by fork: a post per producer, a call per drainer.
+                          return s.posted - s.run_total() <= 3;
+                        },
+                        5s),
                     33);
       }
       close_owner(engine, *n);

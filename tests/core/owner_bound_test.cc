@@ -1,10 +1,11 @@
 // Owner-affine handles: released inline in the owner, posted from elsewhere, raw once the owner
 // closed, and never allocating on release.
+#include "xinterp/owner_bound.h"
+
 #include <gtest/gtest.h>
 
 #include "alloc_counter.h"
 #include "test_engine.h"
-#include "xinterp/owner_bound.h"
 
 namespace xinterp::testing {
 namespace {

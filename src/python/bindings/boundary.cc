@@ -35,23 +35,20 @@ PyObject* excinfo_tuple(const ExcInfo& e) {
   return Py_BuildValue("(s#s#s#s#s#s#)", e.type_name.data(), (Py_ssize_t)e.type_name.size(),
                        e.type_qualname.data(), (Py_ssize_t)e.type_qualname.size(),
                        e.type_module.data(), (Py_ssize_t)e.type_module.size(), e.msg.data(),
-                       (Py_ssize_t)e.msg.size(), e.formatted.data(),
-                       (Py_ssize_t)e.formatted.size(), e.errdisplay.data(),
-                       (Py_ssize_t)e.errdisplay.size());
+                       (Py_ssize_t)e.msg.size(), e.formatted.data(), (Py_ssize_t)e.formatted.size(),
+                       e.errdisplay.data(), (Py_ssize_t)e.errdisplay.size());
 }
 
 bool parse_id(PyObject* arg, int64_t* id, const char* what) {
   if (!PyLong_Check(arg)) {
-    PyErr_Format(PyExc_TypeError, "%s ID must be an int, got %.200s", what,
-                 Py_TYPE(arg)->tp_name);
+    PyErr_Format(PyExc_TypeError, "%s ID must be an int, got %.200s", what, Py_TYPE(arg)->tp_name);
     return false;
   }
   int overflow = 0;
   long long v = PyLong_AsLongLongAndOverflow(arg, &overflow);
   if (v == -1 && PyErr_Occurred()) return false;
   if (overflow < 0) {
-    PyErr_Format(PyExc_ValueError, "%s ID must be a non-negative int, got one below -2**63",
-                 what);
+    PyErr_Format(PyExc_ValueError, "%s ID must be a non-negative int, got one below -2**63", what);
     return false;
   }
   if (overflow > 0) {
@@ -109,8 +106,7 @@ bool parse_params(const char* fn, PyObject* const* args, Py_ssize_t nargs, PyObj
       return false;
     }
     if (out[found] != nullptr) {
-      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn,
-                   names[found]);
+      PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'", fn, names[found]);
       return false;
     }
     out[found] = args[nargs + k];
@@ -128,7 +124,8 @@ bool parse_unbound(PyObject* arg, UnboundOp* out) {
   long v = PyLong_AsLong(arg);
   if (v == -1 && PyErr_Occurred()) return false;
   if (v < 1 || v > kUnboundOpCount) {
-    PyErr_SetString(PyExc_ValueError, "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
+    PyErr_SetString(PyExc_ValueError,
+                    "unbounditems must be UNBOUND, UNBOUND_ERROR or UNBOUND_REMOVE");
     return false;
   }
   *out = static_cast<UnboundOp>(v);

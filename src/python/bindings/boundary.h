@@ -56,14 +56,15 @@ PyCFunction fastcall(F f) {
 }
 
 // Waits in slices of internal::kWaitSlice (base/wait_slice.h) so that signal handlers get to
-// run. op(slice) does one wait without the GIL and returns `timed_out` when that slice ran out. Returns op's last result;
-// *interrupted is set (with the handler's exception set) when a signal handler raised.
+// run. op(slice) does one wait without the GIL and returns `timed_out` when that slice ran out.
+// Returns op's last result; *interrupted is set (with the handler's exception set) when a signal
+// handler raised.
 template <class Op, class Result>
 Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result timed_out,
                 bool* interrupted) {
+  using internal::kWaitSlice;
   using std::chrono::nanoseconds;
   using std::chrono::steady_clock;
-  using internal::kWaitSlice;
   const auto start = steady_clock::now();
   while (true) {
     std::optional<nanoseconds> slice = kWaitSlice;
@@ -73,10 +74,8 @@ Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result t
       if (left <= kWaitSlice) slice = left;
     }
     Result r;
-    Py_BEGIN_ALLOW_THREADS
-    r = op(slice);
-    Py_END_ALLOW_THREADS
-    if (r != timed_out) return r;
+    Py_BEGIN_ALLOW_THREADS r = op(slice);
+    Py_END_ALLOW_THREADS if (r != timed_out) return r;
     if (timeout && steady_clock::now() - start >= *timeout) return r;
     if (PyErr_CheckSignals() < 0) {
       *interrupted = true;

@@ -13,7 +13,6 @@
 namespace xinterp::python {
 namespace {
 
-
 PyObject* channel_error(PyObject* module, Exc which, const char* fmt, int64_t id) {
   return raise_exc(module, which, fmt, static_cast<long long>(id));
 }
@@ -22,8 +21,10 @@ std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
   auto ch = ChannelRegistry::get().find(id);
   if (ch == nullptr) {
     if (ChannelRegistry::get().inherited(id)) {
-      channel_error(module, Exc::kChannelError, "channel %lld was inherited across fork() and cannot "
-                    "be used in the child; create a new one there", id);
+      channel_error(module, Exc::kChannelError,
+                    "channel %lld was inherited across fork() and cannot "
+                    "be used in the child; create a new one there",
+                    id);
     } else if (ChannelRegistry::get().existed(id)) {
       channel_error(module, Exc::kChannelClosed, "channel %lld is closed", id);
     } else {
@@ -43,8 +44,10 @@ PyObject* channel_result_error(PyObject* module, ChannelResult r, int64_t id) {
     case ChannelResult::kEmpty:
       return channel_error(module, Exc::kChannelEmpty, "channel %lld is empty", id);
     case ChannelResult::kNotEmpty:
-      return channel_error(module, Exc::kChannelNotEmpty, "channel %lld may not be closed "
-                                                     "while it still has items", id);
+      return channel_error(module, Exc::kChannelNotEmpty,
+                           "channel %lld may not be closed "
+                           "while it still has items",
+                           id);
     case ChannelResult::kNotFound:
       return channel_error(module, Exc::kChannelNotFound, "channel %lld not found", id);
     case ChannelResult::kOk:
@@ -78,8 +81,10 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
   std::optional<std::chrono::nanoseconds> timeout;
   if (!parse_timeout(args[4], &timeout)) return nullptr;
   if (buffer_only && !PyObject_CheckBuffer(args[1])) {
-    PyErr_Format(PyExc_TypeError, "send_buffer() needs an object with the buffer protocol, "
-                                  "got %.200s", Py_TYPE(args[1])->tp_name);
+    PyErr_Format(PyExc_TypeError,
+                 "send_buffer() needs an object with the buffer protocol, "
+                 "got %.200s",
+                 Py_TYPE(args[1])->tp_name);
     return nullptr;
   }
   Item item;
@@ -90,10 +95,8 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
   item.sender = sender.record->py_id;
   item.unbound = unbound;
   ChannelResult r;
-  Py_BEGIN_ALLOW_THREADS
-  r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
-  Py_END_ALLOW_THREADS
-  return channel_result_error(module, r, id);
+  Py_BEGIN_ALLOW_THREADS r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
+  Py_END_ALLOW_THREADS return channel_result_error(module, r, id);
 }
 
 // channel_recv(id, block, timeout) -> (found, obj); obj is UNBOUND for an item whose sender
@@ -195,9 +198,10 @@ PyMethodDef kMethods[] = {
 
 int add_channel_functions(PyObject* module) {
   // The channel states, defined once (objects/channel.h).
-  const std::pair<const char*, ChannelState> states[] = {{"CHANNEL_OPEN", ChannelState::kOpen},
-                                                         {"CHANNEL_CLOSING", ChannelState::kClosing},
-                                                         {"CHANNEL_CLOSED", ChannelState::kClosed}};
+  const std::pair<const char*, ChannelState> states[] = {
+      {"CHANNEL_OPEN", ChannelState::kOpen},
+      {"CHANNEL_CLOSING", ChannelState::kClosing},
+      {"CHANNEL_CLOSED", ChannelState::kClosed}};
   for (const auto& [name, state] : states) {
     if (PyModule_AddIntConstant(module, name, static_cast<long>(state)) < 0) return -1;
   }

@@ -1,9 +1,9 @@
 // The C++ embedding API (include/xinterp/python.h) over PythonEngine.
 #include <Python.h>
 
-#include "objects/execution.h"
-#include "engine/python_engine.h"
 #include "data/xidata.h"
+#include "engine/python_engine.h"
+#include "objects/execution.h"
 #include "xinterp/python.h"
 
 namespace xinterp::python {

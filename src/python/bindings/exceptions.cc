@@ -11,7 +11,7 @@ namespace {
 
 // A base of an exception: one of ours (by Exc) or a builtin / stdlib class.
 struct Base {
-  int ours = -1;                 // an Exc, or -1
+  int ours = -1;  // an Exc, or -1
   PyObject* (*other)() = nullptr;
 };
 Base ours(Exc e) { return Base{static_cast<int>(e), nullptr}; }
@@ -41,47 +41,83 @@ struct ExcSpec {
 };
 
 const ExcSpec kSpecs[kExcCount] = {
-    {Exc::kInterpreterError, "xinterp.InterpreterError", "InterpreterError",
-     {{-1, exception}, {}}, "A cross-interpreter operation failed."},
-    {Exc::kInterpreterNotFound, "xinterp.InterpreterNotFoundError", "InterpreterNotFoundError",
-     {ours(Exc::kInterpreterError), {}}, "An interpreter was not found."},
-    {Exc::kNotShareable, "xinterp.NotShareableError", "NotShareableError",
+    {Exc::kInterpreterError,
+     "xinterp.InterpreterError",
+     "InterpreterError",
+     {{-1, exception}, {}},
+     "A cross-interpreter operation failed."},
+    {Exc::kInterpreterNotFound,
+     "xinterp.InterpreterNotFoundError",
+     "InterpreterNotFoundError",
+     {ours(Exc::kInterpreterError), {}},
+     "An interpreter was not found."},
+    {Exc::kNotShareable,
+     "xinterp.NotShareableError",
+     "NotShareableError",
      // PEP 734 drafts made it a ValueError, CPython 3.14 a TypeError: catchable as either.
-     {{-1, type_error}, {-1, value_error}}, "The object is not shareable between interpreters."},
-    {Exc::kQueueError, "xinterp.queues.QueueError", "QueueError",
+     {{-1, type_error}, {-1, value_error}},
+     "The object is not shareable between interpreters."},
+    {Exc::kQueueError,
+     "xinterp.queues.QueueError",
+     "QueueError",
      {ours(Exc::kInterpreterError), {-1, runtime_error}},
      "Indicates that a queue-related error happened."},
-    {Exc::kQueueNotFound, "xinterp.queues.QueueNotFoundError", "QueueNotFoundError",
-     {ours(Exc::kQueueError), {}}, "The queue does not exist (any more)."},
-    {Exc::kQueueEmpty, "xinterp.queues.QueueEmpty", "QueueEmpty",
+    {Exc::kQueueNotFound,
+     "xinterp.queues.QueueNotFoundError",
+     "QueueNotFoundError",
+     {ours(Exc::kQueueError), {}},
+     "The queue does not exist (any more)."},
+    {Exc::kQueueEmpty,
+     "xinterp.queues.QueueEmpty",
+     "QueueEmpty",
      {ours(Exc::kQueueError), {-1, queue_empty}},
      "Raised from get_nowait() when the queue is empty, and from get() when it times out."},
-    {Exc::kQueueFull, "xinterp.queues.QueueFull", "QueueFull",
+    {Exc::kQueueFull,
+     "xinterp.queues.QueueFull",
+     "QueueFull",
      {ours(Exc::kQueueError), {-1, queue_full}},
      "Raised from put_nowait() when the queue is full, and from put() when it times out."},
-    {Exc::kQueueItemDestroyed, "xinterp.queues.ItemInterpreterDestroyed",
-     "_QueueItemInterpreterDestroyed", {ours(Exc::kQueueError), {}},
+    {Exc::kQueueItemDestroyed,
+     "xinterp.queues.ItemInterpreterDestroyed",
+     "_QueueItemInterpreterDestroyed",
+     {ours(Exc::kQueueError), {}},
      "Raised from get() for an item whose interpreter closed (policy UNBOUND_ERROR)."},
-    {Exc::kChannelError, "xinterp.channels.ChannelError", "ChannelError",
-     {ours(Exc::kInterpreterError), {-1, runtime_error}}, "A channel-related error."},
-    {Exc::kChannelNotFound, "xinterp.channels.ChannelNotFoundError", "ChannelNotFoundError",
-     {ours(Exc::kChannelError), {}}, "The channel does not exist (any more)."},
-    {Exc::kChannelEmpty, "xinterp.channels.ChannelEmptyError", "ChannelEmptyError",
-     {ours(Exc::kChannelError), {}}, "recv_nowait() found nothing (and no default was given)."},
-    {Exc::kChannelClosed, "xinterp.channels.ChannelClosedError", "ChannelClosedError",
-     {ours(Exc::kChannelError), {}}, "The channel (or that end of it) is closed."},
-    {Exc::kChannelNotEmpty, "xinterp.channels.ChannelNotEmptyError", "ChannelNotEmptyError",
-     {ours(Exc::kChannelError), {}}, "The channel still has items."},
-    {Exc::kChannelItemDestroyed, "xinterp.channels.ItemInterpreterDestroyed",
-     "_ChannelItemInterpreterDestroyed", {ours(Exc::kChannelError), {}},
+    {Exc::kChannelError,
+     "xinterp.channels.ChannelError",
+     "ChannelError",
+     {ours(Exc::kInterpreterError), {-1, runtime_error}},
+     "A channel-related error."},
+    {Exc::kChannelNotFound,
+     "xinterp.channels.ChannelNotFoundError",
+     "ChannelNotFoundError",
+     {ours(Exc::kChannelError), {}},
+     "The channel does not exist (any more)."},
+    {Exc::kChannelEmpty,
+     "xinterp.channels.ChannelEmptyError",
+     "ChannelEmptyError",
+     {ours(Exc::kChannelError), {}},
+     "recv_nowait() found nothing (and no default was given)."},
+    {Exc::kChannelClosed,
+     "xinterp.channels.ChannelClosedError",
+     "ChannelClosedError",
+     {ours(Exc::kChannelError), {}},
+     "The channel (or that end of it) is closed."},
+    {Exc::kChannelNotEmpty,
+     "xinterp.channels.ChannelNotEmptyError",
+     "ChannelNotEmptyError",
+     {ours(Exc::kChannelError), {}},
+     "The channel still has items."},
+    {Exc::kChannelItemDestroyed,
+     "xinterp.channels.ItemInterpreterDestroyed",
+     "_ChannelItemInterpreterDestroyed",
+     {ours(Exc::kChannelError), {}},
      "Raised from recv() for an item whose interpreter closed (policy UNBOUND_ERROR)."},
 };
 
 // --- the UNBOUND markers ----------------------------------------------------------------------
 
 struct Marker {
-  PyObject_HEAD
-  const char* name;  // static storage
+  PyObject_HEAD const char* name;  // static storage
 };
 
 const char* const kMarkerNames[kMarkerCount] = {"UNBOUND", "UNBOUND_ERROR", "UNBOUND_REMOVE"};

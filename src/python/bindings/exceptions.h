@@ -13,20 +13,20 @@
 namespace xinterp::python {
 
 enum class Exc : int {
-  kInterpreterError,         // xinterp.InterpreterError
-  kInterpreterNotFound,      // xinterp.InterpreterNotFoundError
-  kNotShareable,             // xinterp.NotShareableError (a TypeError and a ValueError)
-  kQueueError,               // xinterp.queues.QueueError
-  kQueueNotFound,            // xinterp.queues.QueueNotFoundError
-  kQueueEmpty,               // xinterp.queues.QueueEmpty (also a queue.Empty)
-  kQueueFull,                // xinterp.queues.QueueFull (also a queue.Full)
-  kQueueItemDestroyed,       // xinterp.queues.ItemInterpreterDestroyed
-  kChannelError,             // xinterp.channels.ChannelError
-  kChannelNotFound,          // xinterp.channels.ChannelNotFoundError
-  kChannelEmpty,             // xinterp.channels.ChannelEmptyError
-  kChannelClosed,            // xinterp.channels.ChannelClosedError
-  kChannelNotEmpty,          // xinterp.channels.ChannelNotEmptyError
-  kChannelItemDestroyed,     // xinterp.channels.ItemInterpreterDestroyed
+  kInterpreterError,      // xinterp.InterpreterError
+  kInterpreterNotFound,   // xinterp.InterpreterNotFoundError
+  kNotShareable,          // xinterp.NotShareableError (a TypeError and a ValueError)
+  kQueueError,            // xinterp.queues.QueueError
+  kQueueNotFound,         // xinterp.queues.QueueNotFoundError
+  kQueueEmpty,            // xinterp.queues.QueueEmpty (also a queue.Empty)
+  kQueueFull,             // xinterp.queues.QueueFull (also a queue.Full)
+  kQueueItemDestroyed,    // xinterp.queues.ItemInterpreterDestroyed
+  kChannelError,          // xinterp.channels.ChannelError
+  kChannelNotFound,       // xinterp.channels.ChannelNotFoundError
+  kChannelEmpty,          // xinterp.channels.ChannelEmptyError
+  kChannelClosed,         // xinterp.channels.ChannelClosedError
+  kChannelNotEmpty,       // xinterp.channels.ChannelNotEmptyError
+  kChannelItemDestroyed,  // xinterp.channels.ItemInterpreterDestroyed
 };
 inline constexpr int kExcCount = static_cast<int>(Exc::kChannelItemDestroyed) + 1;
 

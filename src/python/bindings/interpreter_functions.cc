@@ -28,12 +28,13 @@ std::shared_ptr<InterpRecord> lookup(PyObject* module, PyObject* arg) {
   if (rec == nullptr) {
     if (id == PyInterpreterState_GetID(PyInterpreterState_Main())) {
       // Only reachable from a sub-interpreter when main never imported xinterp.
-      raise(module, Status::error(ErrorKind::kNotFound, "the main interpreter is not known to "
-                                                        "xinterp (import xinterp in it first)"));
+      raise(module, Status::error(ErrorKind::kNotFound,
+                                  "the main interpreter is not known to "
+                                  "xinterp (import xinterp in it first)"));
       return nullptr;
     }
-    raise(module, Status::error(ErrorKind::kNotFound,
-                                "unrecognized interpreter ID " + std::to_string(id)));
+    raise(module,
+          Status::error(ErrorKind::kNotFound, "unrecognized interpreter ID " + std::to_string(id)));
   }
   return rec;
 }
@@ -89,9 +90,9 @@ PyObject* mod_get_main(PyObject*, PyObject*) {
   auto rec = PythonEngine::get().find(PyInterpreterState_Main());
   if (rec == nullptr) {
     // The main interpreter has not imported xinterp (only a sub-interpreter did).
-    return Py_BuildValue("(Li)", static_cast<long long>(PyInterpreterState_GetID(
-                                     PyInterpreterState_Main())),
-                         static_cast<int>(Whence::kRuntime));
+    return Py_BuildValue(
+        "(Li)", static_cast<long long>(PyInterpreterState_GetID(PyInterpreterState_Main())),
+        static_cast<int>(Whence::kRuntime));
   }
   return id_whence(*rec);
 }
@@ -219,9 +220,9 @@ PyMethodDef kMethods[] = {
 
 int add_interpreter_functions(PyObject* module) {
   const std::pair<const char*, Whence> whences[] = {
-      {"WHENCE_UNKNOWN", Whence::kUnknown},      {"WHENCE_RUNTIME", Whence::kRuntime},
+      {"WHENCE_UNKNOWN", Whence::kUnknown},        {"WHENCE_RUNTIME", Whence::kRuntime},
       {"WHENCE_LEGACY_CAPI", Whence::kLegacyCapi}, {"WHENCE_CAPI", Whence::kCapi},
-      {"WHENCE_XI", Whence::kCrossInterp},       {"WHENCE_STDLIB", Whence::kStdlib},
+      {"WHENCE_XI", Whence::kCrossInterp},         {"WHENCE_STDLIB", Whence::kStdlib},
   };
   for (const auto& [name, w] : whences) {
     if (PyModule_AddIntConstant(module, name, static_cast<long>(w)) < 0) return -1;

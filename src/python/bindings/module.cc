@@ -38,9 +38,10 @@ PyObject* mod_register_class(PyObject* module, PyObject* args) {
   PyObject* cls;
   if (!PyArg_ParseTuple(args, "sO!:_register_class", &kind, &PyType_Type, &cls)) return nullptr;
   SharedClasses& c = state_of(module)->classes;
-  const std::pair<const char*, PyObject**> slots[] = {
-      {"Interpreter", &c.interpreter}, {"Queue", &c.queue},
-      {"RecvChannel", &c.recv_channel}, {"SendChannel", &c.send_channel}};
+  const std::pair<const char*, PyObject**> slots[] = {{"Interpreter", &c.interpreter},
+                                                      {"Queue", &c.queue},
+                                                      {"RecvChannel", &c.recv_channel},
+                                                      {"SendChannel", &c.send_channel}};
   for (const auto& [name, slot] : slots) {
     if (std::string(name) == kind) {
       Py_XSETREF(*slot, Py_NewRef(cls));
@@ -65,9 +66,9 @@ int module_exec(PyObject* module) {
   }
   st->classes.shared_buffer = reinterpret_cast<PyTypeObject*>(st->shared_buffer_type);
   set_classes_lookup(&current_classes);
-  if (PyModule_AddFunctions(module, kMethods) < 0 || add_interpreter_functions(module) < 0 || add_stats_functions(module) < 0 ||
-      add_queue_functions(module) < 0 || add_channel_functions(module) < 0 ||
-      add_test_hooks(module) < 0) {
+  if (PyModule_AddFunctions(module, kMethods) < 0 || add_interpreter_functions(module) < 0 ||
+      add_stats_functions(module) < 0 || add_queue_functions(module) < 0 ||
+      add_channel_functions(module) < 0 || add_test_hooks(module) < 0) {
     return -1;
   }
 #ifdef XINTERP_DEBUG

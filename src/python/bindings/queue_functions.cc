@@ -44,12 +44,12 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
     case QueueStatus::kFull:
       return raise_exc(module, Exc::kQueueFull, "queue %lld is full", static_cast<long long>(id));
     case QueueStatus::kEmpty:
-      return raise_exc(module, Exc::kQueueEmpty, "queue %lld is empty",
-                       static_cast<long long>(id));
+      return raise_exc(module, Exc::kQueueEmpty, "queue %lld is empty", static_cast<long long>(id));
     case QueueStatus::kClosed:
       return raise_exc(module, Exc::kQueueError,
                        "queue %lld is closed (the process is exiting, or its last reference was "
-                       "released)", static_cast<long long>(id));
+                       "released)",
+                       static_cast<long long>(id));
     case QueueStatus::kTimeout:  // mapped to kFull or kEmpty by the caller
     case QueueStatus::kOk:
       break;
@@ -63,15 +63,15 @@ PyObject* queue_status_error(PyObject* module, QueueStatus s, int64_t id) {
 // the hot path). Dropping the handle releases the queue reference.
 
 struct QueueHandle {
-  PyObject_HEAD
-  std::shared_ptr<XQueue>* queue;
+  PyObject_HEAD std::shared_ptr<XQueue>* queue;
   uint64_t fork_generation;  // engine/fork_generation.h: a handle from before a fork refuses use
 };
 
 PyObject* raise_inherited_queue(PyObject* module, int64_t id) {
   return raise_exc(module, Exc::kQueueError,
                    "queue %lld was inherited across fork() and cannot be used in the child; "
-                   "create a new one there", static_cast<long long>(id));
+                   "create a new one there",
+                   static_cast<long long>(id));
 }
 
 // The handle's queue, or nullptr with QueueError set if the handle comes from before a fork.
@@ -130,9 +130,9 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   bool interrupted = false;
   if (qs == QueueStatus::kFull && block) {
     // A refused put leaves `item` in place (BlockingQueue moves only on success).
-    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) {
-      return q.items.put(std::move(item), t);
-    }, timeout, QueueStatus::kTimeout, &interrupted);
+    qs = blocking(
+        [&](std::optional<std::chrono::nanoseconds> t) { return q.items.put(std::move(item), t); },
+        timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs == QueueStatus::kOk) Py_RETURN_NONE;
   if (interrupted) return nullptr;
@@ -157,8 +157,7 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   }
   if (qs != QueueStatus::kOk) {
     if (interrupted) return nullptr;
-    return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kEmpty : qs,
-                              q.id);
+    return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kEmpty : qs, q.id);
   }
   if (item.state == UnboundState::kReplaced) return Py_NewRef(st->unbound_objs[0]);
   if (item.state == UnboundState::kError) {
@@ -183,8 +182,8 @@ bool pick_unbound(PyObject* unbounditems, PyObject* unbound, PyObject** out) {
 // put(obj, block=True, timeout=None, *, unbounditems=None, syncobj=None, unbound=None)
 // (syncobj and unbound are the 3.13 draft's spellings.)
 PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
-  static const char* const names[] = {"obj", "block", "timeout", "unbounditems", "syncobj",
-                                      "unbound"};
+  static const char* const names[] = {"obj",          "block",   "timeout",
+                                      "unbounditems", "syncobj", "unbound"};
   PyObject* a[6];
   if (!parse_params("put", args, nargs, kw, names, 6, 3, 1, a)) return nullptr;
   const int block = parse_bool(a[1], true);
@@ -195,8 +194,7 @@ PyObject* handle_put(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
 }
 
 // put_nowait(obj, *, unbounditems=None, syncobj=None, unbound=None)
-PyObject* handle_put_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargs,
-                            PyObject* kw) {
+PyObject* handle_put_nowait(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kw) {
   static const char* const names[] = {"obj", "unbounditems", "syncobj", "unbound"};
   PyObject* a[4];
   if (!parse_params("put_nowait", args, nargs, kw, names, 4, 1, 1, a)) return nullptr;
@@ -277,8 +275,7 @@ PyType_Spec kHandleSpec = {
 };
 
 PyObject* raise_queue_not_found(PyObject* module, int64_t id) {
-  return raise_exc(module, Exc::kQueueNotFound, "queue %lld not found",
-                   static_cast<long long>(id));
+  return raise_exc(module, Exc::kQueueNotFound, "queue %lld not found", static_cast<long long>(id));
 }
 
 // queue_handle(id) -> a handle holding one reference to the queue.

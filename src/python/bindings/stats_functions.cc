@@ -88,19 +88,18 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
     const int r = closed ? PyDict_SetItemString(out, "closed_interpreters", closed) : -1;
     Py_XDECREF(closed);
     if (r < 0) return -1;
-    return add_counters(
-        out, {{"interpreters_created", reg.owners_created},
-              {"interpreters_alive", reg.owners_alive},
-              {"unknown_interpreter_posts", reg.unknown_owner_posts},
-              {"unknown_interpreter_failed", reg.unknown_owner_failed},
-              {"stranded_at_exit", engine.stranded_at_exit()},
-              {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
-              {"exit_interrupts_refused", engine.exit_interrupts_refused()},
-              {"queues", QueueRegistry::get().all().size()},
-              {"fallback_pickled", fb.pickled},
-              {"fallback_function_code", fb.function_code},
-              {"fallback_buffer_copied", fb.buffer_copied},
-              {"bytes_copied_out_at_sender_close", fb.bytes_copied_out}});
+    return add_counters(out, {{"interpreters_created", reg.owners_created},
+                              {"interpreters_alive", reg.owners_alive},
+                              {"unknown_interpreter_posts", reg.unknown_owner_posts},
+                              {"unknown_interpreter_failed", reg.unknown_owner_failed},
+                              {"stranded_at_exit", engine.stranded_at_exit()},
+                              {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
+                              {"exit_interrupts_refused", engine.exit_interrupts_refused()},
+                              {"queues", QueueRegistry::get().all().size()},
+                              {"fallback_pickled", fb.pickled},
+                              {"fallback_function_code", fb.function_code},
+                              {"fallback_buffer_copied", fb.buffer_copied},
+                              {"bytes_copied_out_at_sender_close", fb.bytes_copied_out}});
   });
 }
 

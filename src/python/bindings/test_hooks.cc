@@ -64,8 +64,8 @@ PyObject* mod_post_test_calls(PyObject* module, PyObject* args) {
 }
 
 PyObject* mod_test_counters(PyObject*, PyObject*) {
-  return Py_BuildValue("{sKsKsK}", "in_owner", (unsigned long long)g_test_in_owner.load(),
-                       "raw", (unsigned long long)g_test_raw.load(), "wrong_interpreter",
+  return Py_BuildValue("{sKsKsK}", "in_owner", (unsigned long long)g_test_in_owner.load(), "raw",
+                       (unsigned long long)g_test_raw.load(), "wrong_interpreter",
                        (unsigned long long)g_test_wrong.load());
 }
 

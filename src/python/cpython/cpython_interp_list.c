@@ -22,6 +22,7 @@
  * HEAD_LOCK in pycore_pystate.h does, through exported functions only). */
 #define Py_BUILD_CORE 1
 #include <Python.h>
+
 #include "internal/pycore_interp.h"
 #include "internal/pycore_runtime.h"
 

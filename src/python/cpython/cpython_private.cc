@@ -15,8 +15,8 @@ PyAPI_FUNC(int) _PyEval_AddPendingCall(PyInterpreterState* interp, int (*func)(v
 #else
 // 3.13: _Py_add_pending_call_result (an int: 0 success, -1 full)
 //       _PyEval_AddPendingCall(PyInterpreterState*, _Py_pending_call_func, void*, int flags)
-PyAPI_FUNC(int) _PyEval_AddPendingCall(PyInterpreterState* interp, int (*func)(void*), void* arg,
-                                       int flags);
+PyAPI_FUNC(int)
+    _PyEval_AddPendingCall(PyInterpreterState* interp, int (*func)(void*), void* arg, int flags);
 // python3.13/internal/pycore_interp.h
 PyAPI_FUNC(long) _PyInterpreterState_GetWhence(PyInterpreterState* interp);
 #endif

@@ -24,7 +24,8 @@ bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) n
 bool runtime_finalizing() noexcept;
 
 // Reports the current Python exception through sys.unraisablehook as "Exception ignored
-// <context>" (context like "in an xinterp pending call"), then clears it. Requires: attached to an interpreter, an exception set.
+// <context>" (context like "in an xinterp pending call"), then clears it. Requires: attached to an
+// interpreter, an exception set.
 void write_unraisable(const char* context) noexcept;
 
 // CPython's record of where an interpreter came from (3.13+); -1 where CPython does not keep it.

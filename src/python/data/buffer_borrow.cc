@@ -5,8 +5,7 @@
 
 namespace xinterp::python {
 
-std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj,
-                                                 std::shared_ptr<InterpRecord> owner,
+std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<InterpRecord> owner,
                                                  Status* status) {
   if (owner == nullptr) {
     owner = PythonEngine::get().register_current(status);

@@ -6,8 +6,8 @@ namespace xinterp::python {
 namespace {
 
 struct SharedBufferObject {
-  PyObject_HEAD
-  std::shared_ptr<BufferBorrow>* borrow;  // heap-allocated: the object's memory is C's
+  PyObject_HEAD std::shared_ptr<BufferBorrow>*
+      borrow;  // heap-allocated: the object's memory is C's
 };
 
 int shared_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
@@ -74,7 +74,8 @@ const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject
 PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type) {
   PyObject* exporter = type->tp_alloc(type, 0);
   if (exporter == nullptr) return nullptr;
-  reinterpret_cast<SharedBufferObject*>(exporter)->borrow = new std::shared_ptr<BufferBorrow>(borrow);
+  reinterpret_cast<SharedBufferObject*>(exporter)->borrow =
+      new std::shared_ptr<BufferBorrow>(borrow);
   PyThreadState* ts = cpy::current_tstate();
   borrow->set_holder(PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)));
   PyObject* view = PyMemoryView_FromObject(exporter);

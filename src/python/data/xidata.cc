@@ -5,7 +5,6 @@
 #include <atomic>
 #include <string>
 #include <unordered_map>
-
 #include <utility>
 
 #include "data/buffer_borrow.h"
@@ -51,8 +50,7 @@ bool too_many_items(PyObject* obj) {
   return expanded_size(obj, 0, kMaxItems, &memo) > kMaxItems;
 }
 
-std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0},
-    g_bytes_copied_out{0};
+std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0}, g_bytes_copied_out{0};
 
 std::atomic<ObjectBinder> g_queue_binder{nullptr};
 std::atomic<ClassesLookup> g_classes_lookup{nullptr};
@@ -298,8 +296,8 @@ Status encode_function(PyObject* fn, XValue* out) {
 }
 
 PyObject* decode_function(const XValue& value) {
-  PyObject* code = PyMarshal_ReadObjectFromString(value.data.data(),
-                                                  static_cast<Py_ssize_t>(value.data.size()));
+  PyObject* code =
+      PyMarshal_ReadObjectFromString(value.data.data(), static_cast<Py_ssize_t>(value.data.size()));
   if (code == nullptr) return nullptr;
   PyObject* main = PyImport_AddModule("__main__");  // borrowed
   if (main == nullptr) {
@@ -323,8 +321,9 @@ PyObject* decode_function(const XValue& value) {
   for (int k = 0; k < 2; ++k) {
     if (value.items[static_cast<size_t>(k)].kind == XValue::Kind::kNone) continue;
     PyObject* d = decode(value.items[static_cast<size_t>(k)]);
-    int r = d == nullptr ? -1
-                         : (k == 0 ? PyFunction_SetDefaults(fn, d) : PyFunction_SetKwDefaults(fn, d));
+    int r = d == nullptr
+                ? -1
+                : (k == 0 ? PyFunction_SetDefaults(fn, d) : PyFunction_SetKwDefaults(fn, d));
     Py_XDECREF(d);
     if (r < 0) {
       Py_DECREF(fn);
@@ -389,9 +388,11 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
   *out = XValue();
   if (fallback == Fallback::kNone) {
     return not_shareable(obj, ("only None, bool, int, float, str, bytes, buffers, tuples of them "
-                               "(nested at most " + std::to_string(kMaxDepth) + " deep, " +
-                               std::to_string(kMaxItems) + " values in all), queues and "
-                               "interpreters are").c_str());
+                               "(nested at most " +
+                               std::to_string(kMaxDepth) + " deep, " + std::to_string(kMaxItems) +
+                               " values in all), queues and "
+                               "interpreters are")
+                                  .c_str());
   }
   if (PyFunction_Check(obj) && needs_code_transport(obj)) {
     Status s = encode_function(obj, out);
@@ -453,8 +454,8 @@ PyObject* decode(const XValue& value, const SharedClasses* classes) {
       return t;
     }
     case XValue::Kind::kPickled: {
-      PyObject* bytes = PyBytes_FromStringAndSize(value.data.data(),
-                                                  static_cast<Py_ssize_t>(value.data.size()));
+      PyObject* bytes =
+          PyBytes_FromStringAndSize(value.data.data(), static_cast<Py_ssize_t>(value.data.size()));
       if (bytes == nullptr) return nullptr;
       PyObject* obj = call_module_function("pickle", "loads", bytes);
       Py_DECREF(bytes);

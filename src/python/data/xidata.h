@@ -82,17 +82,29 @@ struct Sender {
 
 struct XValue {
   enum class Kind : uint8_t {
-    kNone, kBool, kInt, kBigInt, kFloat, kStr, kBytes, kTuple, kPickled, kFunction,
-    kBuffer, kQueue, kInterpreter,
+    kNone,
+    kBool,
+    kInt,
+    kBigInt,
+    kFloat,
+    kStr,
+    kBytes,
+    kTuple,
+    kPickled,
+    kFunction,
+    kBuffer,
+    kQueue,
+    kInterpreter,
     kBytesBorrow,  // a large bytes object of the sender, read in place (see above)
-    kRecvChannel, kSendChannel,  // channel ends, by channel id (i)
+    kRecvChannel,
+    kSendChannel,  // channel ends, by channel id (i)
   };
   Kind kind = Kind::kNone;
   bool b = false;
   int64_t i = 0;
   double f = 0.0;
-  bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
-  std::string data;         // str as UTF-8, bytes, big int in hex, pickle, marshalled code
+  bool surrogates = false;    // kStr: `data` holds lone surrogates (encoded with surrogatepass)
+  std::string data;           // str as UTF-8, bytes, big int in hex, pickle, marshalled code
   std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
   std::shared_ptr<ObjectRef> ref;        // kQueue: keeps the queue alive (i is its id)
@@ -121,10 +133,10 @@ bool is_natively_shareable(PyObject* obj);
 
 // Every fallback taken, process-wide (xinterp.runtime_stats()).
 struct FallbackStats {
-  uint64_t pickled = 0;             // values sent through pickle
-  uint64_t function_code = 0;       // functions sent as their marshalled code
-  uint64_t buffer_copied = 0;       // buffers not C-contiguous: copied instead of lent
-  uint64_t bytes_copied_out = 0;    // large bytes copied out because their sender closed
+  uint64_t pickled = 0;           // values sent through pickle
+  uint64_t function_code = 0;     // functions sent as their marshalled code
+  uint64_t buffer_copied = 0;     // buffers not C-contiguous: copied instead of lent
+  uint64_t bytes_copied_out = 0;  // large bytes copied out because their sender closed
 };
 FallbackStats fallback_stats() noexcept;
 

@@ -38,19 +38,19 @@ struct LentBuffer {
 // CPython's values of interpreter "whence" (3.13's _PyInterpreterState_WHENCE_*), used on 3.12 too.
 enum class Whence : int {
   kUnknown = 0,
-  kRuntime = 1,      // the main interpreter
+  kRuntime = 1,  // the main interpreter
   kLegacyCapi = 2,
   kCapi = 3,
   kCrossInterp = 4,
-  kStdlib = 5,       // created by xinterp.create() (the stand-in for CPython's _interpreters)
+  kStdlib = 5,  // created by xinterp.create() (the stand-in for CPython's _interpreters)
 };
 
 struct InterpRecord {
   PyInterpreterState* interp = nullptr;
-  int64_t py_id = -1;          // CPython's interpreter id (never reused; main is 0)
+  int64_t py_id = -1;  // CPython's interpreter id (never reused; main is 0)
   Whence whence = Whence::kUnknown;
   bool created_by_xinterp = false;
-  OwnerRef owner;              // the core's owner for this interpreter
+  OwnerRef owner;  // the core's owner for this interpreter
   // xinterp's interpreters keep the thread state they were created with, detached, for their
   // whole life, and end with it. An interpreter must never run out of thread states: CPython
   // 3.12.1 then reuses its built-in initial thread state and aborts ("thread state already
@@ -63,7 +63,7 @@ struct InterpRecord {
   std::atomic<uint64_t> wakes_refused{0};    // CPython's queue was full (the housekeeper covers)
   std::atomic<uint64_t> cpython_calls_added{0};  // our calls put on CPython's pending queue
   std::atomic<uint64_t> cpython_calls_run{0};    // ... and run by CPython (added - run <= 1)
-  std::atomic<bool> running{false};          // an exec/call is in progress (is_idle's source)
+  std::atomic<bool> running{false};              // an exec/call is in progress (is_idle's source)
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};
@@ -72,14 +72,14 @@ struct InterpRecord {
 
   // Under PythonEngine::mu_.
   bool closing = false;
-  bool inherited = false;      // a fork child's copy of a parent's sub-interpreter: unusable
-  bool stranded = false;       // still running at exit: fenced, unlinked, abandoned (shutdown)
+  bool inherited = false;  // a fork child's copy of a parent's sub-interpreter: unusable
+  bool stranded = false;   // still running at exit: fenced, unlinked, abandoned (shutdown)
   // Thread states kept between visits, by thread (PyThread_get_thread_ident), so that a Python
   // thread calling into this interpreter again skips creating one. Only threads that already
   // have a thread state of their own are served (a bare C++ thread's first thread state would
   // become its PyGILState one). The closer deletes them all before ending the interpreter.
   std::unordered_map<unsigned long, PyThreadState*> visit_tstates;
-  int64_t refs = 0;            // owning Interpreter objects (PEP 734 "ownsref")
+  int64_t refs = 0;  // owning Interpreter objects (PEP 734 "ownsref")
 };
 
 }  // namespace xinterp::python

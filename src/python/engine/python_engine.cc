@@ -171,9 +171,9 @@ void PythonEngine::after_fork_child() {
   e.mu_.unlock();
 }
 
-std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* interp,
-                                                       Whence whence, bool created,
-                                                       Status* status, PyThreadState* parked) {
+std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* interp, Whence whence,
+                                                       bool created, Status* status,
+                                                       PyThreadState* parked) {
   auto rec = std::make_shared<InterpRecord>();
   rec->interp = interp;
   rec->py_id = PyInterpreterState_GetID(interp);
@@ -195,9 +195,9 @@ std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* inter
   if (!table_.insert(interp, rec->owner->id())) {
     rec->owner->begin_close();
     rec->owner->close_raw();
-    *status = Status::error(ErrorKind::kInterpreter,
-                            "too many interpreters (xinterp tracks at most " +
-                                std::to_string(InterpTable::kCapacity) + ")");
+    *status =
+        Status::error(ErrorKind::kInterpreter, "too many interpreters (xinterp tracks at most " +
+                                                   std::to_string(InterpTable::kCapacity) + ")");
     return nullptr;
   }
   by_id_.emplace(rec->py_id, rec);
@@ -299,9 +299,8 @@ Status PythonEngine::create(int64_t* py_id) {
   if (PyStatus_Exception(st) || tstate == nullptr) {
     end_lifecycle_op();
     caller.reattach();
-    return Status::error(ErrorKind::kInterpreter,
-                         std::string("interpreter creation failed: ") +
-                             (st.err_msg ? st.err_msg : "unknown error"));
+    return Status::error(ErrorKind::kInterpreter, std::string("interpreter creation failed: ") +
+                                                      (st.err_msg ? st.err_msg : "unknown error"));
   }
   // Detach first, keeping the creation thread state parked: the record becomes visible (to
   // list_all, close, the housekeeper) only once nothing runs with that thread state.
@@ -396,8 +395,7 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
 }
 
 // Closes an interpreter already marked closing (so no run can start in it).
-Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec,
-                                      bool lifecycle_op) {
+Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, bool lifecycle_op) {
   // Its buffers still in queues follow their unbound policy; their releases are posted to it
   // and run by finish_close() below, inside it.
   for (EngineListener* l : listeners()) l->interpreter_closing(rec->py_id);
@@ -451,8 +449,9 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   std::shared_ptr<InterpRecord> rec = find(py_id);
   if (rec == nullptr) return not_found(py_id);
   if (!rec->created_by_xinterp) {
-    return Status::error(ErrorKind::kInterpreter,
-                         interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
+    return Status::error(
+        ErrorKind::kInterpreter,
+        interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
   }
   {
     internal::MutexLock lock(mu_);

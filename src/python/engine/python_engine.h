@@ -133,9 +133,9 @@ class PythonEngine final : public Engine {
   void notify_state_changed() noexcept;
   // Registers an interpreter; `parked` is the thread state xinterp's own interpreters keep.
   // Refused (nullptr, InterpreterError) for a new interpreter of ours after shutdown().
-  std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence,
-                                           bool created, Status* status,
-                                           PyThreadState* parked = nullptr) XI_EXCLUDES(mu_);
+  std::shared_ptr<InterpRecord> add_record(PyInterpreterState* interp, Whence whence, bool created,
+                                           Status* status, PyThreadState* parked = nullptr)
+      XI_EXCLUDES(mu_);
   void remove_record(const std::shared_ptr<InterpRecord>& rec) XI_EXCLUDES(mu_);
 
   std::unique_ptr<Runtime> runtime_;

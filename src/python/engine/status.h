@@ -11,12 +11,12 @@ namespace xinterp::python {
 
 enum class ErrorKind {
   kOk,
-  kNotFound,          // InterpreterNotFoundError
-  kInterpreter,       // InterpreterError
-  kNotShareable,      // NotShareableError
-  kExecutionFailed,   // ExecutionFailed; `exc` describes the uncaught exception
-  kType,              // TypeError (bad argument)
-  kPythonSet,         // a Python exception is already set in the caller's interpreter
+  kNotFound,         // InterpreterNotFoundError
+  kInterpreter,      // InterpreterError
+  kNotShareable,     // NotShareableError
+  kExecutionFailed,  // ExecutionFailed; `exc` describes the uncaught exception
+  kType,             // TypeError (bad argument)
+  kPythonSet,        // a Python exception is already set in the caller's interpreter
 };
 
 // A summary of an uncaught exception, captured inside the interpreter that raised it

@@ -105,8 +105,7 @@ void ChannelRegistry::finish_if_drained(const std::shared_ptr<XChannel>& ch) {
 }
 
 void ChannelRegistry::finish(const std::shared_ptr<XChannel>& ch) {
-  if (ch->state.exchange(ChannelState::kClosed) == ChannelState::kClosed &&
-      ch->items.closed()) {
+  if (ch->state.exchange(ChannelState::kClosed) == ChannelState::kClosed && ch->items.closed()) {
     return;  // already finished
   }
   ch->items.close();

@@ -30,7 +30,7 @@ namespace xinterp::python {
 struct Receipt {
   internal::Mutex mu;
   internal::CondVar cv;
-  std::atomic<bool> received{false};  // written under mu; read without it to spin
+  std::atomic<bool> received{false};         // written under mu; read without it to spin
   bool withdrawn XI_GUARDED_BY(mu) = false;  // the sender gave up (timeout or close)
   bool closed XI_GUARDED_BY(mu) = false;     // the channel closed while the item waited
 };

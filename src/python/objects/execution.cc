@@ -107,8 +107,7 @@ Status prepare_exec(PyObject* code, XValue* out) {
   } else if (PyCode_Check(code)) {
     code_obj = code;
   } else {
-    PyErr_Format(PyExc_TypeError,
-                 "exec() expects a str, a function or a code object, got %.200s",
+    PyErr_Format(PyExc_TypeError, "exec() expects a str, a function or a code object, got %.200s",
                  Py_TYPE(code)->tp_name);
     return Status::error(ErrorKind::kPythonSet, "");
   }
@@ -212,8 +211,10 @@ Status call_in(int64_t py_id, const std::vector<XValue>& call, XValue* result) {
     bool ok = args != nullptr && (call[1].kind == XValue::Kind::kNone || kwargs != nullptr);
     for (size_t k = 2; ok && k < call.size(); ++k) {
       PyObject* item = decode(call[k]);
-      if (item == nullptr) ok = false;
-      else PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k - 2), item);
+      if (item == nullptr)
+        ok = false;
+      else
+        PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k - 2), item);
     }
     if (!ok) {
       Py_DECREF(fn);

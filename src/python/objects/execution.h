@@ -17,8 +17,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/status.h"
 #include "data/xidata.h"
+#include "engine/status.h"
 
 namespace xinterp::python {
 

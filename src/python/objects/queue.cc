@@ -23,9 +23,8 @@ QueueRegistry::QueueRegistry() {
 }
 
 int64_t QueueRegistry::create(size_t maxsize, UnboundOp unbound, bool syncobj) {
-  return queues_.add([&](int64_t id) {
-    return std::make_shared<XQueue>(id, maxsize, unbound, syncobj);
-  });
+  return queues_.add(
+      [&](int64_t id) { return std::make_shared<XQueue>(id, maxsize, unbound, syncobj); });
 }
 
 bool QueueRegistry::bind(int64_t id) {
