@@ -102,16 +102,30 @@ bool parse_unbounditems(ModuleState* st, PyObject* arg, UnboundOp deflt, Unbound
   return false;
 }
 
+// What a put or get starts with: the handle's module and queue, and the timeout argument.
+struct QueueCall {
+  PyObject* module;
+  ModuleState* st;
+  XQueue* q;
+  std::optional<std::chrono::nanoseconds> timeout;
+};
+
+// false with an exception set: a handle from before a fork, or a bad timeout.
+bool begin_call(PyObject* self, PyObject* timeout_obj, QueueCall* call) {
+  call->module = module_of_type(self);
+  if (call->module == nullptr) return false;
+  call->st = state_of(call->module);
+  call->q = handle_queue(self);
+  return call->q != nullptr && parse_timeout(timeout_obj, &call->timeout);
+}
+
 PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout_obj,
                     PyObject* unbound_obj, PyObject* syncobj_obj) {
-  PyObject* module = module_of_type(self);
-  if (module == nullptr) return nullptr;
-  ModuleState* st = state_of(module);
-  XQueue* qp = handle_queue(self);
-  if (qp == nullptr) return nullptr;
-  XQueue& q = *qp;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  QueueCall call;
+  if (!begin_call(self, timeout_obj, &call)) return nullptr;
+  PyObject* module = call.module;
+  ModuleState* st = call.st;
+  XQueue& q = *call.q;
   UnboundOp unbound;
   if (!parse_unbounditems(st, unbound_obj, q.unbound, &unbound)) return nullptr;
   bool syncobj = q.syncobj;
@@ -132,7 +146,7 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
     // A refused put leaves `item` in place (BlockingQueue moves only on success).
     qs = blocking(
         [&](std::optional<std::chrono::nanoseconds> t) { return q.items.put(std::move(item), t); },
-        timeout, QueueStatus::kTimeout, &interrupted);
+        call.timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs == QueueStatus::kOk) Py_RETURN_NONE;
   if (interrupted) return nullptr;
@@ -140,20 +154,17 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
 }
 
 PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
-  PyObject* module = module_of_type(self);
-  if (module == nullptr) return nullptr;
-  ModuleState* st = state_of(module);
-  XQueue* qp = handle_queue(self);
-  if (qp == nullptr) return nullptr;
-  XQueue& q = *qp;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(timeout_obj, &timeout)) return nullptr;
+  QueueCall call;
+  if (!begin_call(self, timeout_obj, &call)) return nullptr;
+  PyObject* module = call.module;
+  ModuleState* st = call.st;
+  XQueue& q = *call.q;
   Item item;
   QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
   bool interrupted = false;
   if (qs == QueueStatus::kEmpty && block) {
     qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q.items.get(&item, t); },
-                  timeout, QueueStatus::kTimeout, &interrupted);
+                  call.timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs != QueueStatus::kOk) {
     if (interrupted) return nullptr;
