@@ -1,5 +1,6 @@
 #include "data/buffer_borrow.h"
 
+#include "base/fail.h"
 #include "base/mutex.h"
 #include "engine/python_engine.h"
 
@@ -59,11 +60,17 @@ bool BufferBorrow::release(void* object, RunMode mode) {
   // kRaw: the owner is gone, and with it the exporter; the view is abandoned, not touched.
   if (mode == RunMode::kInOwner) PyBuffer_Release(&lent->view);
   InterpRecord& owner = *lent->owner;
+  size_t erased;
   {
     internal::MutexLock lock(owner.borrow_mu);
-    owner.borrowed.erase(lent.get());
+    erased = owner.borrowed.erase(lent.get());
   }
-  owner.borrows.fetch_sub(1, std::memory_order_release);
+  const int64_t before = owner.borrows.fetch_sub(1, std::memory_order_release);
+  // Failure policy: a borrow released twice, or never registered, means the accounting that
+  // close() relies on to never free memory a borrower can see is broken: stop, loudly.
+  XI_CHECK(erased == 1 && before > 0,
+           "xinterp: a lent buffer of interpreter %lld was released twice (%zu, %lld)",
+           static_cast<long long>(owner.py_id), erased, static_cast<long long>(before));
   PythonEngine::get().borrow_returned();
   return true;
 }
