@@ -74,8 +74,10 @@ Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result t
       if (left <= kWaitSlice) slice = left;
     }
     Result r;
-    Py_BEGIN_ALLOW_THREADS r = op(slice);
-    Py_END_ALLOW_THREADS if (r != timed_out) return r;
+    Py_BEGIN_ALLOW_THREADS
+    r = op(slice);
+    Py_END_ALLOW_THREADS
+    if (r != timed_out) return r;
     if (timeout && steady_clock::now() - start >= *timeout) return r;
     if (PyErr_CheckSignals() < 0) {
       *interrupted = true;

@@ -95,8 +95,10 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
   item.sender = sender.record->py_id;
   item.unbound = unbound;
   ChannelResult r;
-  Py_BEGIN_ALLOW_THREADS r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
-  Py_END_ALLOW_THREADS return channel_result_error(module, r, id);
+  Py_BEGIN_ALLOW_THREADS
+  r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
+  Py_END_ALLOW_THREADS
+  return channel_result_error(module, r, id);
 }
 
 // channel_recv(id, block, timeout) -> (found, obj); obj is UNBOUND for an item whose sender
