@@ -62,7 +62,16 @@ class _ChannelEnd:
             raise TypeError(f'channel id must be an int, got {cid!r}')
         self = super().__new__(cls)
         self._id = int(cid)
+        self._handle = None
         return self
+
+    def _channel(self):
+        """The C handle on the channel (no registry lookup per call), made on first use: an end
+        may name a channel that does not exist (any more), and only using it raises."""
+        handle = self._handle
+        if handle is None:
+            handle = self._handle = _xinterp.channel_handle(self._id)
+        return handle
 
     def __repr__(self):
         return f'{type(self).__name__}(id={self._id})'
@@ -93,11 +102,11 @@ class RecvChannel(_ChannelEnd):
 
     def recv(self, timeout=None):
         """Return the next object, waiting for one (up to timeout seconds: TimeoutError)."""
-        return _xinterp.channel_recv(self._id, True, timeout)[1]
+        return self._channel().recv(True, timeout)[1]
 
     def recv_nowait(self, default=_NOT_SET):
         """Return the next object, or `default` (ChannelEmptyError if not given) if none."""
-        found, obj = _xinterp.channel_recv(self._id, False, None)
+        found, obj = self._channel().recv(False, None)
         if not found:
             if default is _NOT_SET:
                 raise ChannelEmptyError(f'channel {self._id} is empty')
@@ -118,20 +127,19 @@ class SendChannel(_ChannelEnd):
 
     def send(self, obj, timeout=None, *, unbound=None, unbounditems=None):
         """Send obj and wait until it is received (up to timeout seconds: TimeoutError)."""
-        _xinterp.channel_send(self._id, obj, _flag(unbounditems or unbound), True, timeout,
-                              False)
+        self._channel().send(obj, _flag(unbounditems or unbound), True, timeout, False)
 
     def send_nowait(self, obj, *, unbound=None, unbounditems=None):
         """Send obj without waiting for it to be received."""
-        _xinterp.channel_send(self._id, obj, _flag(unbounditems or unbound), False, None, False)
+        self._channel().send(obj, _flag(unbounditems or unbound), False, None, False)
 
     def send_buffer(self, obj, timeout=None, *, unbound=None, unbounditems=None):
         """Send obj's buffer (shared, not copied) and wait until it is received."""
-        _xinterp.channel_send(self._id, obj, _flag(unbounditems or unbound), True, timeout, True)
+        self._channel().send(obj, _flag(unbounditems or unbound), True, timeout, True)
 
     def send_buffer_nowait(self, obj, *, unbound=None, unbounditems=None):
         """Send obj's buffer (shared, not copied) without waiting."""
-        _xinterp.channel_send(self._id, obj, _flag(unbounditems or unbound), False, None, True)
+        self._channel().send(obj, _flag(unbounditems or unbound), False, None, True)
 
     def close(self):
         _xinterp.channel_close(self._id, True, False, False)

@@ -8,6 +8,7 @@
 #include "bindings/boundary.h"
 #include "bindings/exceptions.h"
 #include "bindings/module_state.h"
+#include "engine/fork_generation.h"
 #include "objects/channel.h"
 
 namespace xinterp::python {
@@ -62,6 +63,38 @@ PyObject* mod_channel_create(PyObject*, PyObject* arg) {
   return PyLong_FromLongLong(ChannelRegistry::get().create(unbound));
 }
 
+// Sends obj on ch: unbound_arg is a policy flag (0: the channel's default); the rest are truth
+// values and a timeout.
+PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbound_arg,
+                  PyObject* wait_arg, PyObject* timeout_arg, PyObject* buffer_only_arg) {
+  UnboundOp unbound = ch.unbound;
+  const bool use_default = PyLong_Check(unbound_arg) && PyObject_Not(unbound_arg) == 1;
+  if (!use_default && !parse_unbound(unbound_arg, &unbound)) return nullptr;
+  const int wait = PyObject_IsTrue(wait_arg);
+  const int buffer_only = PyObject_IsTrue(buffer_only_arg);
+  if (wait < 0 || buffer_only < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(timeout_arg, &timeout)) return nullptr;
+  if (buffer_only && !PyObject_CheckBuffer(obj)) {
+    PyErr_Format(PyExc_TypeError,
+                 "send_buffer() needs an object with the buffer protocol, got %.200s",
+                 Py_TYPE(obj)->tp_name);
+    return nullptr;
+  }
+  Item item;
+  ModuleState* st = state_of(module);
+  const Sender sender{*st->self, &st->classes};
+  Status s = encode(obj, Fallback::kFull, &item.value, &sender);
+  if (!s.ok()) return raise(module, s);
+  item.sender = sender.record->py_id;
+  item.unbound = unbound;
+  ChannelResult r;
+  Py_BEGIN_ALLOW_THREADS
+  r = ChannelRegistry::get().send(ch, std::move(item), wait != 0, timeout);
+  Py_END_ALLOW_THREADS
+  return channel_result_error(module, r, ch.id);
+}
+
 // channel_send(id, obj, unbound (0 = default), wait, timeout, buffer_only)
 PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
   if (nargs != 6) {
@@ -72,56 +105,23 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
   if (!parse_id(args[0], &id, "channel")) return nullptr;
   auto ch = find_channel(module, id);
   if (ch == nullptr) return nullptr;
-  UnboundOp unbound = ch->unbound;
-  const bool use_default = PyLong_Check(args[2]) && PyObject_Not(args[2]) == 1;  // 0: default
-  if (!use_default && !parse_unbound(args[2], &unbound)) return nullptr;
-  const int wait = PyObject_IsTrue(args[3]);
-  const int buffer_only = PyObject_IsTrue(args[5]);
-  if (wait < 0 || buffer_only < 0) return nullptr;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(args[4], &timeout)) return nullptr;
-  if (buffer_only && !PyObject_CheckBuffer(args[1])) {
-    PyErr_Format(PyExc_TypeError,
-                 "send_buffer() needs an object with the buffer protocol, "
-                 "got %.200s",
-                 Py_TYPE(args[1])->tp_name);
-    return nullptr;
-  }
-  Item item;
-  ModuleState* st = state_of(module);
-  const Sender sender{*st->self, &st->classes};
-  Status s = encode(args[1], Fallback::kFull, &item.value, &sender);
-  if (!s.ok()) return raise(module, s);
-  item.sender = sender.record->py_id;
-  item.unbound = unbound;
-  ChannelResult r;
-  Py_BEGIN_ALLOW_THREADS
-  r = ChannelRegistry::get().send(*ch, std::move(item), wait != 0, timeout);
-  Py_END_ALLOW_THREADS
-  return channel_result_error(module, r, id);
+  return send_on(module, *ch, args[1], args[2], args[3], args[4], args[5]);
 }
 
 // channel_recv(id, block, timeout) -> (found, obj); obj is UNBOUND for an item whose sender
 // closed (policy UNBOUND), and ItemInterpreterDestroyed is raised for one with UNBOUND_ERROR.
-PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
-  if (nargs != 3) {
-    PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
-    return nullptr;
-  }
-  int64_t id;
-  if (!parse_id(args[0], &id, "channel")) return nullptr;
-  auto ch = find_channel(module, id);
-  if (ch == nullptr) return nullptr;
-  const int block = PyObject_IsTrue(args[1]);
+PyObject* recv_on(PyObject* module, XChannel& ch, PyObject* block_arg, PyObject* timeout_arg) {
+  const int64_t id = ch.id;
+  const int block = PyObject_IsTrue(block_arg);
   if (block < 0) return nullptr;
   std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(args[2], &timeout)) return nullptr;
+  if (!parse_timeout(timeout_arg, &timeout)) return nullptr;
   if (!block) timeout = std::chrono::nanoseconds::zero();
   Item item;
   bool interrupted = false;
   ChannelResult r = blocking(
       [&](std::optional<std::chrono::nanoseconds> t) {
-        return ChannelRegistry::get().recv(*ch, &item, t);
+        return ChannelRegistry::get().recv(ch, &item, t);
       },
       timeout, ChannelResult::kTimeout, &interrupted);
   if (interrupted) return nullptr;
@@ -140,6 +140,108 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
   PyObject* obj = decode(item.value, &st->classes);
   if (obj == nullptr) return nullptr;
   return Py_BuildValue("(ON)", Py_True, obj);
+}
+
+PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
+    return nullptr;
+  }
+  int64_t id;
+  if (!parse_id(args[0], &id, "channel")) return nullptr;
+  auto ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  return recv_on(module, *ch, args[1], args[2]);
+}
+
+// --- _ChannelHandle: a channel end's way to its channel, with no registry lookup per call -----
+
+struct ChannelHandle {
+  PyObject_HEAD std::shared_ptr<XChannel>* ch;
+  uint64_t fork_generation;  // engine/fork_generation.h: a handle from before a fork refuses use
+};
+
+// The handle's channel, or nullptr with ChannelError set if the handle comes from before a fork.
+XChannel* handle_channel(PyObject* self, PyObject** module) {
+  auto* h = reinterpret_cast<ChannelHandle*>(self);
+  *module = module_of_type(self);
+  if (*module == nullptr) return nullptr;
+  if (h->fork_generation != fork_generation()) [[unlikely]] {
+    channel_error(*module, Exc::kChannelError,
+                  "channel %lld was inherited across fork() and cannot be used in the child; "
+                  "create a new one there",
+                  (*h->ch)->id);
+    return nullptr;
+  }
+  return h->ch->get();
+}
+
+// send(obj, unbound, wait, timeout, buffer_only), as channel_send without the id.
+PyObject* handle_send(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 5) {
+    PyErr_SetString(PyExc_TypeError, "send(obj, unbound, wait, timeout, buffer_only)");
+    return nullptr;
+  }
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  return send_on(module, *ch, args[0], args[1], args[2], args[3], args[4]);
+}
+
+// recv(block, timeout) -> (found, obj), as channel_recv without the id.
+PyObject* handle_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "recv(block, timeout)");
+    return nullptr;
+  }
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  return recv_on(module, *ch, args[0], args[1]);
+}
+
+void channel_handle_dealloc(PyObject* self) {
+  auto* h = reinterpret_cast<ChannelHandle*>(self);
+  PyTypeObject* type = Py_TYPE(self);
+  delete h->ch;
+  h->ch = nullptr;
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyMethodDef kHandleMethods[] = {
+    {"send", fastcall(handle_send), METH_FASTCALL,
+     "send(obj, unbound, wait, timeout, buffer_only)"},
+    {"recv", fastcall(handle_recv), METH_FASTCALL, "recv(block, timeout) -> (found, obj)"},
+    {nullptr, nullptr, 0, nullptr},
+};
+
+PyType_Slot kHandleSlots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(channel_handle_dealloc)},
+    {Py_tp_methods, kHandleMethods},
+    {0, nullptr},
+};
+
+PyType_Spec kHandleSpec = {
+    "xinterp._xinterp._ChannelHandle",
+    sizeof(ChannelHandle),
+    0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    kHandleSlots,
+};
+
+// channel_handle(id) -> a handle on an open channel (errors as channel_send's).
+PyObject* mod_channel_handle(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id, "channel")) return nullptr;
+  std::shared_ptr<XChannel> ch = find_channel(module, id);
+  if (ch == nullptr) return nullptr;
+  auto* type = reinterpret_cast<PyTypeObject*>(state_of(module)->channel_handle_type);
+  PyObject* h = type->tp_alloc(type, 0);
+  if (h == nullptr) return nullptr;
+  reinterpret_cast<ChannelHandle*>(h)->ch = new std::shared_ptr<XChannel>(std::move(ch));
+  reinterpret_cast<ChannelHandle*>(h)->fork_generation = fork_generation();
+  return h;
 }
 
 // channel_close(id, send, recv, force)
@@ -189,6 +291,7 @@ PyMethodDef kMethods[] = {
      "channel_send(id, obj, unbound, wait, timeout, buffer_only)"},
     {"channel_recv", fastcall(mod_channel_recv), METH_FASTCALL,
      "channel_recv(id, block, timeout) -> (found, obj)"},
+    {"channel_handle", mod_channel_handle, METH_O, "channel_handle(id) -> a handle"},
     {"channel_close", mod_channel_close, METH_VARARGS, "channel_close(id, send, recv, force)"},
     {"channel_info", mod_channel_info, METH_O,
      "channel_info(id) -> (state, count, unbound, parked receivers)"},
@@ -199,6 +302,9 @@ PyMethodDef kMethods[] = {
 }  // namespace
 
 int add_channel_functions(PyObject* module) {
+  ModuleState* st = state_of(module);
+  st->channel_handle_type = PyType_FromModuleAndSpec(module, &kHandleSpec, nullptr);
+  if (st->channel_handle_type == nullptr) return -1;
   // The channel states, defined once (objects/channel.h).
   const std::pair<const char*, ChannelState> states[] = {
       {"CHANNEL_OPEN", ChannelState::kOpen},

@@ -94,6 +94,7 @@ int module_traverse(PyObject* module, visitproc visit, void* arg) {
   for (PyObject* o : st->unbound_objs) Py_VISIT(o);
   Py_VISIT(st->shared_buffer_type);
   Py_VISIT(st->queue_handle_type);
+  Py_VISIT(st->channel_handle_type);
   Py_VISIT(st->classes.interpreter);
   Py_VISIT(st->classes.queue);
   Py_VISIT(st->classes.recv_channel);
@@ -107,6 +108,7 @@ int module_clear(PyObject* module) {
   for (PyObject*& o : st->unbound_objs) Py_CLEAR(o);
   Py_CLEAR(st->shared_buffer_type);
   Py_CLEAR(st->queue_handle_type);
+  Py_CLEAR(st->channel_handle_type);
   Py_CLEAR(st->classes.interpreter);
   Py_CLEAR(st->classes.queue);
   Py_CLEAR(st->classes.recv_channel);

@@ -24,6 +24,7 @@ struct ModuleState {
   PyObject* unbound_objs[kMarkerCount];  // UNBOUND, UNBOUND_ERROR, UNBOUND_REMOVE
   PyObject* shared_buffer_type;
   PyObject* queue_handle_type;
+  PyObject* channel_handle_type;
   // xinterp's Python classes that travel by id, registered by the package at import
   // (_register_class), and shared_buffer_type: what encode() and decode() use here.
   SharedClasses classes;
