@@ -83,10 +83,10 @@ PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbou
   }
   Item item;
   ModuleState* st = state_of(module);
-  const Sender sender{*st->self, &st->classes};
+  const Sender sender{st->self, &st->classes};
   Status s = encode(obj, Fallback::kFull, &item.value, &sender);
   if (!s.ok()) return raise(module, s);
-  item.sender = sender.record->py_id;
+  item.sender = (*st->self)->py_id;
   item.unbound = unbound;
   ChannelResult r;
   Py_BEGIN_ALLOW_THREADS

@@ -135,10 +135,10 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
     syncobj = v != 0;
   }
   Item item;
-  const Sender sender{*st->self, &st->classes};
+  const Sender sender{st->self, &st->classes};
   Status s = encode(obj, syncobj ? Fallback::kNone : Fallback::kFull, &item.value, &sender);
   if (!s.ok()) return raise(module, s);
-  item.sender = sender.record->py_id;
+  item.sender = (*st->self)->py_id;
   item.unbound = unbound;
   QueueStatus qs = q.items.put(std::move(item), std::chrono::nanoseconds::zero());
   bool interrupted = false;

@@ -76,10 +76,11 @@ class SenderContext {
     }
     return classes_;
   }
-  const std::shared_ptr<InterpRecord>& record() const { return record_; }
+  // The sender's record, or null (BufferBorrow::take then looks it up).
+  std::shared_ptr<InterpRecord> record() const { return record_ != nullptr ? *record_ : nullptr; }
 
  private:
-  std::shared_ptr<InterpRecord> record_;
+  const std::shared_ptr<InterpRecord>* record_ = nullptr;
   const SharedClasses* classes_ = nullptr;
   bool looked_up_ = false;
 };

@@ -74,9 +74,10 @@ using ClassesLookup = const SharedClasses* (*)();
 void set_classes_lookup(ClassesLookup lookup) noexcept;
 
 // What encode() knows of the sending interpreter: its record (lent buffers are registered
-// there) and its classes. Either may be null; encode() then looks it up.
+// there) and its classes. Either may be null; encode() then looks it up. Pointers, so that a
+// put costs no reference-count traffic (the module state owns both).
 struct Sender {
-  std::shared_ptr<InterpRecord> record;
+  const std::shared_ptr<InterpRecord>* record = nullptr;
   const SharedClasses* classes = nullptr;
 };
 
