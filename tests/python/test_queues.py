@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import xinterp
-from xinterp import queues
+from xinterp import _xinterp, queues
 from conftest import eventually, interp_stats
 from shared_helpers import evaluate
 
@@ -338,3 +338,58 @@ def test_every_fallback_is_counted(interp, q):
     assert c1['fallback_function_code'] - c0['fallback_function_code'] == 1
     assert c1['fallback_buffer_copied'] - c0['fallback_buffer_copied'] == 1
     assert c1['bytes_copied_out_at_sender_close'] - c0['bytes_copied_out_at_sender_close'] == 1
+
+
+def _queue_of(cls, maxsize=0):
+    """A new queue as an instance of cls (Queue(id) returns the object that exists for an id,
+    so a subclass instance must be the first object made for its queue)."""
+    qid = _xinterp.queue_create(maxsize, 1, False)
+    try:
+        return cls(qid)
+    finally:
+        _xinterp.queue_release(qid)  # the object holds its own reference
+
+
+def test_subclass_overrides_of_put_and_get_are_called():
+    calls = []
+
+    class LoggingQueue(xinterp.Queue):
+        def put(self, obj, *args, **kwargs):
+            calls.append(('put', obj))
+            return super().put(obj, *args, **kwargs)
+
+        def put_nowait(self, obj, **kwargs):
+            calls.append(('put_nowait', obj))
+            return super().put_nowait(obj, **kwargs)
+
+        def get(self, *args, **kwargs):
+            obj = super().get(*args, **kwargs)
+            calls.append(('get', obj))
+            return obj
+
+        def get_nowait(self):
+            obj = super().get_nowait()
+            calls.append(('get_nowait', obj))
+            return obj
+
+    q = _queue_of(LoggingQueue)
+    q.put(1)
+    q.put_nowait(2)
+    assert q.get(timeout=5) == 1
+    assert q.get_nowait() == 2
+    assert calls == [('put', 1), ('put_nowait', 2), ('get', 1), ('get_nowait', 2)]
+
+
+def test_methods_a_subclass_does_not_override_keep_the_fast_path():
+    class PeekingQueue(xinterp.Queue):
+        def get(self, *args, **kwargs):
+            return ('peeked', super().get(*args, **kwargs))
+
+    q = _queue_of(PeekingQueue)
+    q.put('x')
+    assert q.get(timeout=5) == ('peeked', 'x')
+    # put is still the handle's own C method, bound on the object; get is the override.
+    assert vars(q)['put'] == q._handle.put and 'get' not in vars(q)
+    plain = xinterp.create_queue()
+    assert all(vars(plain)[name] == getattr(plain._handle, name)
+               for name in ('put', 'put_nowait', 'get', 'get_nowait'))
