@@ -4,10 +4,9 @@ exception (the specific type, and a message that says what was wrong), never cra
 leaks nothing.
 
 The cases are tables: (call, expected exception type, fragment of its message). The private
-``xinterp._xinterp`` functions are swept too, since a user can reach them. An autouse fixture
-checks after every case that no interpreter, queue or channel was left behind, and that no
-interpreter has lent buffers outstanding or pending calls queued. What could take the process
-down runs in a fresh process (run_script), whose exit status and stderr are checked.
+``xinterp._xinterp`` functions are swept too, since a user can reach them. Conftest's leak
+check runs after every case. What could take the process down runs in a fresh process
+(run_script), whose exit status and stderr are checked.
 """
 
 import decimal
@@ -72,71 +71,6 @@ def nested_list(depth):
 
 DEEP_TUPLE = nested_tuple(100_000)
 DEEP_LIST = nested_list(100_000)
-
-
-# --- nothing leaked ----------------------------------------------------------------------------
-
-def _alive():
-    idle = {i.id for i in pool._idle}  # the warm pool keeps released interpreters on purpose
-    return {
-        'interpreters': {i for i, _ in _xinterp.list_all()} - idle,
-        'queues': set(_xinterp.queue_list_all()),
-        'channels': {c for c, _ in _xinterp.channel_list_all()},
-    }
-
-
-def _busy_ids():
-    return {k for k, v in xinterp.stats().items() if v['borrows'] or v['backlog']}
-
-
-@pytest.fixture(autouse=True)
-def nothing_leaked(request):
-    """After each case (and after the other fixtures' teardown): the interpreters, queues and
-    channels alive are those alive before it, and no interpreter has buffers still borrowed or
-    pending calls queued (except any that already had some before the case). A queue a fixture
-    handed to the test stays referenced by pytest until after this check: it is allowed."""
-    gc.collect()
-    before = _alive()
-    busy_before = _busy_ids()
-    lost_before = xinterp.runtime_stats()['closed_interpreters']['lost']
-    yield
-    held = {v.id for v in request.node.funcargs.values() if isinstance(v, queues.Queue)}
-
-    def settled():
-        gc.collect()
-        now = _alive()
-        now['queues'] -= held
-        return now == before and _busy_ids() <= busy_before
-    assert eventually(settled, timeout=10), (before, _alive(), held, xinterp.stats())
-    rt = xinterp.runtime_stats()
-    assert rt['interpreters_alive'] == len(_xinterp.list_all()), rt
-    assert rt['queues'] == len(_xinterp.queue_list_all()), rt
-    assert rt['closed_interpreters']['lost'] == lost_before, rt  # no pending call dropped
-
-
-# --- fixtures ----------------------------------------------------------------------------------
-
-@pytest.fixture
-def dead():
-    """An Interpreter object whose interpreter was closed."""
-    i = xinterp.create()
-    i.close()
-    return i
-
-
-@pytest.fixture
-def q():
-    return xinterp.create_queue(maxsize=1)
-
-
-@pytest.fixture
-def chan():
-    r, s = channels.create()
-    yield r, s
-    try:
-        _xinterp.channel_close(r.id, True, True, True)
-    except channels.ChannelClosedError:
-        pass
 
 
 def _check(call, exc, fragment):
@@ -292,13 +226,13 @@ def test_id_of_a_dead_interpreter():
     assert iid not in [x.id for x in xinterp.list_all()]
 
 
-def test_interpreter_received_after_it_closed(q):
+def test_interpreter_received_after_it_closed(q1):
     i = xinterp.create()
-    q.put(i)
+    q1.put(i)
     q2 = xinterp.create_queue()
     q2.put(i)
     i.close()
-    got = q.get_nowait()  # this interpreter's one object for that id: it reports the close
+    got = q1.get_nowait()  # this interpreter's one object for that id: it reports the close
     assert got is i
     _check(lambda: got.exec('pass'), xinterp.InterpreterNotFoundError, NOT_FOUND)
     del i, got
@@ -501,24 +435,24 @@ class FailingBuffer:
         raise ValueError('no buffer today')
 
 
-def test_a_failing_buffer_exporter_raises_its_own_error(interp, q, chan):
-    _check(lambda: q.put(FailingBuffer()), ValueError, 'no buffer today')
+def test_a_failing_buffer_exporter_raises_its_own_error(interp, q1, chan):
+    _check(lambda: q1.put(FailingBuffer()), ValueError, 'no buffer today')
     _check(lambda: interp.call(identity, FailingBuffer()), ValueError, 'no buffer today')
     _check(lambda: chan[1].send_nowait(FailingBuffer()), ValueError, 'no buffer today')
-    assert q.empty()
+    assert q1.empty()
 
 
-def test_released_or_resized_buffers(q):
+def test_released_or_resized_buffers(q1):
     m = memoryview(bytearray(b'abc'))
     m.release()
-    _check(lambda: q.put(m), ValueError, 'released memoryview')
+    _check(lambda: q1.put(m), ValueError, 'released memoryview')
     b = bytearray(b'lent')
-    q.put(b)
+    q1.put(b)
     _check(lambda: b.extend(b'x'), BufferError, 're-sized')  # held while the item is queued
-    view = q.get_nowait()
+    view = q1.get_nowait()
     del view
     b.extend(b'x')  # given back: resizable again
-    assert q.empty()
+    assert q1.empty()
 
 
 # --- Interpreter.close(timeout=...) --------------------------------------------------------------
@@ -562,11 +496,11 @@ def test_close_with_huge_or_edge_timeouts(timeout):
     _check(i.close, xinterp.InterpreterNotFoundError, NOT_FOUND)
 
 
-def test_close_of_a_lender_with_bad_then_short_timeouts(q):
+def test_close_of_a_lender_with_bad_then_short_timeouts(q1):
     i = xinterp.create()
-    i.prepare_main(q=q)
+    i.prepare_main(q=q1)
     i.exec('b = bytearray(b"lent")\nq.put(b)')
-    view = q.get()
+    view = q1.get()
     _check(lambda: i.close(timeout=NAN), ValueError, 'non-negative')
     _check(lambda: i.close(timeout=0), xinterp.InterpreterError, 'still borrowed')
     assert bytes(view) == b'lent'  # intact after both refusals
@@ -622,34 +556,34 @@ QUEUE_OPS = {  # name: (fill the queue first, op)
 
 @pytest.mark.parametrize('timeout, exc, fragment', BAD_TIMEOUTS)
 @pytest.mark.parametrize('fill, op', QUEUE_OPS.values(), ids=QUEUE_OPS.keys())
-def test_queue_refuses_bad_timeouts(q, fill, op, timeout, exc, fragment):
+def test_queue_refuses_bad_timeouts(q1, fill, op, timeout, exc, fragment):
     if fill:
-        q.put(1)
-    _check(lambda: op(q, timeout), exc, fragment)  # checked even when no wait is needed
-    assert q.qsize() == (1 if fill else 0)
+        q1.put(1)
+    _check(lambda: op(q1, timeout), exc, fragment)  # checked even when no wait is needed
+    assert q1.qsize() == (1 if fill else 0)
 
 
 @pytest.mark.parametrize('timeout', [0, -0.0, 1e-9, 0.01, False])
-def test_queue_zero_and_tiny_timeouts(q, timeout):
+def test_queue_zero_and_tiny_timeouts(q1, timeout):
     t0 = time.monotonic()
-    _check(lambda: q.get(timeout=timeout), queues.QueueEmpty, 'is empty')
-    q.put(1)
-    _check(lambda: q.put(2, timeout=timeout), queues.QueueFull, 'is full')
+    _check(lambda: q1.get(timeout=timeout), queues.QueueEmpty, 'is empty')
+    q1.put(1)
+    _check(lambda: q1.put(2, timeout=timeout), queues.QueueFull, 'is full')
     assert time.monotonic() - t0 < 5
 
 
 @pytest.mark.parametrize('timeout', HUGE_TIMEOUTS)
-def test_queue_huge_timeouts_wait_and_wake(q, timeout):
-    timer = threading.Timer(0.05, q.put, ('woken',))
+def test_queue_huge_timeouts_wait_and_wake(q1, timeout):
+    timer = threading.Timer(0.05, q1.put, ('woken',))
     timer.start()
-    assert q.get(timeout=timeout) == 'woken'
+    assert q1.get(timeout=timeout) == 'woken'
     timer.join()
-    q.put('fill')
-    timer = threading.Timer(0.05, q.get)
+    q1.put('fill')
+    timer = threading.Timer(0.05, q1.get)
     timer.start()
-    q.put('second', timeout=timeout)  # waits for the get to make room
+    q1.put('second', timeout=timeout)  # waits for the get to make room
     timer.join()
-    assert q.get_nowait() == 'second'
+    assert q1.get_nowait() == 'second'
 
 
 QUEUE_CALL_CASES = [
@@ -691,18 +625,18 @@ QUEUE_CALL_CASES = [
 
 
 @pytest.mark.parametrize('fn, exc, fragment', QUEUE_CALL_CASES)
-def test_queue_methods_refuse(q, fn, exc, fragment):
-    _check(lambda: fn(q), exc, fragment)
-    assert q.qsize() == 0  # nothing half-put
+def test_queue_methods_refuse(q1, fn, exc, fragment):
+    _check(lambda: fn(q1), exc, fragment)
+    assert q1.qsize() == 0  # nothing half-put
 
 
-def test_queue_errors_are_the_stdlib_ones_too(q):
+def test_queue_errors_are_the_stdlib_ones_too(q1):
     import queue as stdlib_queue
     with pytest.raises(stdlib_queue.Empty):
-        q.get_nowait()
-    q.put(1)
+        q1.get_nowait()
+    q1.put(1)
     with pytest.raises(stdlib_queue.Full):
-        q.put_nowait(2)
+        q1.put_nowait(2)
 
 
 def test_queue_whose_last_reference_was_dropped():
@@ -852,8 +786,8 @@ def test_pool_release_refuses_non_interpreters(obj):
     _check(lambda: pool.release(obj), TypeError, 'expects an xinterp.Interpreter')
 
 
-def test_pool_release_refuses_queues(q):
-    _check(lambda: pool.release(q), TypeError, 'expects an xinterp.Interpreter')
+def test_pool_release_refuses_queues(q1):
+    _check(lambda: pool.release(q1), TypeError, 'expects an xinterp.Interpreter')
 
 
 def test_pool_release_twice(monkeypatch):
@@ -958,12 +892,12 @@ DEEP_SENDS = {
 
 @pytest.mark.parametrize('value', [DEEP_TUPLE, DEEP_LIST], ids=['tuple', 'list'])
 @pytest.mark.parametrize('send', DEEP_SENDS.values(), ids=DEEP_SENDS.keys())
-def test_deeply_nested_values_are_not_shareable(interp, q, chan, send, value):
+def test_deeply_nested_values_are_not_shareable(interp, q1, chan, send, value):
     # 100000 levels: not natively shareable (at most 200 deep), and pickle refuses them with
     # its RecursionError, reported as NotShareableError.
     assert not xinterp.is_shareable(value)
-    _check(lambda: send(interp, q, chan[1], value), xinterp.NotShareableError, 'recursion')
-    assert q.empty() and chan[0].recv_nowait(None) is None
+    _check(lambda: send(interp, q1, chan[1], value), xinterp.NotShareableError, 'recursion')
+    assert q1.empty() and chan[0].recv_nowait(None) is None
 
 
 def test_deep_tuple_with_syncobj_says_why():
@@ -973,15 +907,15 @@ def test_deep_tuple_with_syncobj_says_why():
 
 @pytest.mark.parametrize('depth, shareable', [(150, True), (200, True), (300, False),
                                               (800, False)])
-def test_moderately_nested_tuples_travel(interp, q, depth, shareable):
+def test_moderately_nested_tuples_travel(interp, q1, depth, shareable):
     value = nested_tuple(depth)
     assert xinterp.is_shareable(value) is shareable
-    q.put(value)  # natively, or by pickle beyond 200 levels
-    assert q.get_nowait() == value
+    q1.put(value)  # natively, or by pickle beyond 200 levels
+    assert q1.get_nowait() == value
     assert interp.call(identity, value) == value
 
 
-def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q):
+def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q1):
     # 100 tuples referencing each other twice: 2**100 values if copied item by item (was: a
     # hang in is_shareable() and put()). Beyond 2**22 copied values a tuple goes by pickle,
     # which keeps the sharing.
@@ -996,8 +930,8 @@ def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q):
             got, depth = got[0], depth + 1
         assert depth == 100
 
-    q.put(dag)
-    check(q.get_nowait())
+    q1.put(dag)
+    check(q1.get_nowait())
     check(interp.call(identity, dag))  # by pickle both ways
     _check(lambda: xinterp.create_queue(syncobj=True).put(dag), xinterp.NotShareableError,
            'values in all')
@@ -1005,16 +939,16 @@ def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q):
     for _ in range(18):  # 2**19 copied values: natively shared, copied
         small = (small, small)
     assert xinterp.is_shareable(small)
-    q.put(small)
-    got = q.get_nowait()
+    q1.put(small)
+    got = q1.get_nowait()
     assert got == small and got[0] is not got[1]
 
 
-def test_wide_tuples_beyond_the_native_limit_go_by_pickle(q):
+def test_wide_tuples_beyond_the_native_limit_go_by_pickle(q1):
     wide = (0,) * (1 << 22)  # 2**22 + 1 values with the tuple itself
     assert not xinterp.is_shareable(wide)
-    q.put(wide)
-    assert q.get_nowait() == wide
+    q1.put(wide)
+    assert q1.get_nowait() == wide
     assert xinterp.is_shareable(wide[1:])
 
 
@@ -1023,11 +957,11 @@ HUGE_INTS = [10**5000, -(10**5000), 2**100_000, -2**63 - 1, 2**64, 2**63]
 
 @pytest.mark.parametrize('value', HUGE_INTS, ids=['10**5000', '-10**5000', '2**100000',
                                                   '-2**63-1', '2**64', '2**63'])
-def test_huge_ints_are_shareable_and_travel(interp, q, chan, value):
+def test_huge_ints_are_shareable_and_travel(interp, q1, chan, value):
     # Beyond sys.get_int_max_str_digits() (4300 digits): was a ValueError from str(int).
     assert xinterp.is_shareable(value)
-    q.put(value)
-    assert q.get_nowait() == value
+    q1.put(value)
+    assert q1.get_nowait() == value
     assert interp.call(identity, value) == value
     chan[1].send_nowait(value)
     assert chan[0].recv_nowait() == value
@@ -1039,29 +973,29 @@ def test_huge_int_result_travels_back(interp):
     assert interp.call(pow, 10, 5000) == 10**5000
 
 
-def test_huge_str_bytes_and_wide_tuples_travel(interp, q):
+def test_huge_str_bytes_and_wide_tuples_travel(interp, q1):
     big_str = 'x' * (50 << 20) + '\ud800'  # 50 MiB, and a lone surrogate
-    q.put(big_str)
-    assert q.get_nowait() == big_str
+    q1.put(big_str)
+    assert q1.get_nowait() == big_str
     assert interp.call(len, big_str) == len(big_str)
     del big_str
     big_bytes = b'\xff' * (50 << 20)
-    q.put(big_bytes)
-    assert q.get_nowait() == big_bytes
+    q1.put(big_bytes)
+    assert q1.get_nowait() == big_bytes
     del big_bytes
     wide = tuple(range(1_000_000))
     assert xinterp.is_shareable(wide)
-    q.put(wide)
-    assert q.get_nowait() == wide
+    q1.put(wide)
+    assert q1.get_nowait() == wide
     interp.exec('s = "' + 'y' * (10 << 20) + '"')  # a 10 MiB source
     assert interp.call(evaluate, 'len(s)') == 10 << 20
 
 
 @pytest.mark.parametrize('value', [NAN, INF, -INF, -0.0, 5e-324],
                          ids=['nan', 'inf', '-inf', '-0.0', 'denormal'])
-def test_special_floats_travel(q, value):
-    q.put(value)
-    got = q.get_nowait()
+def test_special_floats_travel(q1, value):
+    q1.put(value)
+    got = q1.get_nowait()
     assert (math.isnan(got) and math.isnan(value)) or (got == value and
                                                        math.copysign(1, got) ==
                                                        math.copysign(1, value))
@@ -1131,9 +1065,9 @@ def test_private_channel_functions_with_bad_flags(chan):
     assert r.recv_nowait(None) is None
 
 
-def test_exceptions_still_right_after_refused_private_calls(q):
+def test_exceptions_still_right_after_refused_private_calls(q1):
     # The refused _set_*_exceptions calls above changed nothing.
-    _check(q.get_nowait, queues.QueueEmpty, 'is empty')
+    _check(q1.get_nowait, queues.QueueEmpty, 'is empty')
     r, s = channels.create()
     try:
         _check(r.recv_nowait, channels.ChannelEmptyError, 'is empty')

@@ -19,8 +19,8 @@ def receiver(interp, r, count=1):
                             args=('for _ in range(count): got.append(r.recv())',))
 
 
-def test_create_list_and_ends():
-    r, s = channels.create()
+def test_create_list_and_ends(new_channel):
+    r, s = new_channel()
     assert isinstance(r, channels.RecvChannel) and isinstance(s, channels.SendChannel)
     assert r.id == s.id
     assert (r, s) in channels.list_all()
@@ -30,8 +30,8 @@ def test_create_list_and_ends():
     assert not r.is_closed and not s.is_closed
 
 
-def test_send_is_a_rendezvous(interp):
-    r, s = channels.create()
+def test_send_is_a_rendezvous(interp, new_channel):
+    r, s = new_channel()
     t = receiver(interp, r)
     t0 = time.monotonic()
     threading.Timer(0.1, t.start).start()  # the receiver arrives late
@@ -41,22 +41,22 @@ def test_send_is_a_rendezvous(interp):
     assert interp.call(evaluate, 'got') == [('hello', 42)]
 
 
-def test_send_timeout_withdraws_the_item():
-    r, s = channels.create()
+def test_send_timeout_withdraws_the_item(new_channel):
+    r, s = new_channel()
     with pytest.raises(TimeoutError):
         s.send('late', timeout=0.05)
     assert r.recv_nowait(default='nothing') == 'nothing'  # not delivered after all
 
 
-def test_send_nowait_queues_without_waiting_and_keeps_order():
-    r, s = channels.create()
+def test_send_nowait_queues_without_waiting_and_keeps_order(new_channel):
+    r, s = new_channel()
     for i in range(5):
         s.send_nowait(i)
     assert [r.recv() for _ in range(5)] == list(range(5))
 
 
-def test_recv_timeout_and_nowait():
-    r, s = channels.create()
+def test_recv_timeout_and_nowait(new_channel):
+    r, s = new_channel()
     t0 = time.monotonic()
     with pytest.raises(TimeoutError):
         r.recv(timeout=0.03)  # fractional: honoured, not truncated to 0
@@ -66,16 +66,16 @@ def test_recv_timeout_and_nowait():
     assert r.recv_nowait(None) is None
 
 
-def test_ends_travel_to_other_interpreters(interp):
-    r, s = channels.create()
+def test_ends_travel_to_other_interpreters(interp, new_channel):
+    r, s = new_channel()
     interp.prepare_main(s=s)
     t = interp.call_in_thread(evaluate, 's.send("from sub")')
     assert r.recv(timeout=10) == 'from sub'
     t.join()
 
 
-def test_buffers_through_channels_are_shared_and_released_in_owner(interp):
-    r, s = channels.create()
+def test_buffers_through_channels_are_shared_and_released_in_owner(interp, new_channel):
+    r, s = new_channel()
     interp.prepare_main(s=s)
     interp.exec('buf = bytearray(b"chan")\ns.send_buffer_nowait(buf)\ns.send_nowait(buf)')
     v1, v2 = r.recv(), r.recv()
@@ -89,8 +89,8 @@ def test_buffers_through_channels_are_shared_and_released_in_owner(interp):
         s.send_buffer_nowait(42)
 
 
-def test_close_semantics():
-    r, s = channels.create()
+def test_close_semantics(new_channel):
+    r, s = new_channel()
     s.send_nowait(1)
     with pytest.raises(channels.ChannelNotEmptyError):
         r.close()
@@ -102,15 +102,15 @@ def test_close_semantics():
     assert r.is_closed               # drained: closed
     with pytest.raises(channels.ChannelClosedError):
         r.recv_nowait()
-    r2, s2 = channels.create()
+    r2, s2 = new_channel()
     r2.close()                       # empty: closes both ends
     with pytest.raises(channels.ChannelClosedError):
         s2.send_nowait(1)
     assert (r2, s2) not in channels.list_all()
 
 
-def test_close_wakes_a_blocked_receiver():
-    r, s = channels.create()
+def test_close_wakes_a_blocked_receiver(new_channel):
+    r, s = new_channel()
     errors = []
 
     def wait():
@@ -129,8 +129,8 @@ def test_close_wakes_a_blocked_receiver():
 
 @pytest.mark.parametrize('policy', [channels.UNBOUND, channels.UNBOUND_ERROR,
                                     channels.UNBOUND_REMOVE])
-def test_unbound_policies(policy):
-    r, s = channels.create(unbounditems=policy)
+def test_unbound_policies(policy, new_channel):
+    r, s = new_channel(unbounditems=policy)
     sender = xinterp.create()
     sender.prepare_main(s=s)
     sender.exec('s.send_nowait(bytearray(b"x")); s.send_nowait("kept")')

@@ -15,11 +15,6 @@ from conftest import eventually, interp_stats
 from shared_helpers import evaluate
 
 
-@pytest.fixture
-def q():
-    return xinterp.create_queue()
-
-
 def test_api_surface(q):
     assert isinstance(q, xinterp.Queue)
     assert q.maxsize == 0 and q.qsize() == 0 and q.empty() and not q.full()
