@@ -9,6 +9,11 @@ import pytest
 import xinterp
 from xinterp import _xinterp, channels, queues
 from bad_input_helpers import BAD_IDS, BAD_TIMEOUTS, HUGE_TIMEOUTS, INF, UNUSED, BadBool, check
+from conftest import act_when, parked_receivers
+
+
+def channel_items(end):
+    return _xinterp.channel_info(end.id)[1]
 
 
 # --- ids: wrong types, out of range, too large, unknown -----------------------------------------
@@ -88,16 +93,17 @@ def test_channel_zero_and_tiny_timeouts(chan, timeout):
 @pytest.mark.parametrize('timeout', HUGE_TIMEOUTS)
 def test_channel_huge_timeouts_wait_and_wake(chan, timeout):
     r, s = chan
-    timer = threading.Timer(0.05, s.send_nowait, ('woken',))
-    timer.start()
+    # recv() parks (with a timeout too long to convert naively) and is woken by a send.
+    waker = act_when(lambda: parked_receivers(r) >= 1, lambda: s.send_nowait('woken'))
     assert r.recv(timeout=timeout) == 'woken'
-    timer.join()
+    waker.join()
+    assert waker.observed, 'recv() never parked'
+    # send() waits, with the same timeout, until its item is received.
     got = []
-    t = threading.Thread(target=lambda: got.append(r.recv(timeout=10)))
-    t.start()
+    receiver = act_when(lambda: channel_items(r) == 1, lambda: got.append(r.recv_nowait()))
     s.send('rendezvous', timeout=timeout)
-    t.join()
-    assert got == ['rendezvous']
+    receiver.join()
+    assert receiver.observed and got == ['rendezvous']
 
 
 CHANNEL_CALL_CASES = [

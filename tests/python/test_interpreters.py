@@ -137,23 +137,31 @@ def test_close_main_from_subinterpreter_is_refused(interp):
 
 
 def test_close_running_is_refused_and_interpreter_stays_usable(interp):
-    interp.exec('import time')
-    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
-    assert eventually(interp.is_running, timeout=5)
-    with pytest.raises(xinterp.InterpreterError, match='running'):
-        interp.close()
-    t.join()
+    release = xinterp.create_queue()
+    interp.prepare_main(release=release)
+    t = interp.call_in_thread(evaluate, 'release.get(timeout=60)')  # runs until released
+    try:
+        assert eventually(interp.is_running)
+        with pytest.raises(xinterp.InterpreterError, match='running'):
+            interp.close()
+    finally:
+        release.put(None)
+        t.join()
     assert not interp.is_running()
     interp.exec('y = 1')  # still intact
 
 
 def test_concurrent_run_in_same_interpreter_is_refused(interp):
-    interp.exec('import time')
-    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
-    assert eventually(interp.is_running, timeout=5)
-    with pytest.raises(xinterp.InterpreterError, match='already running'):
-        interp.exec('pass')
-    t.join()
+    release = xinterp.create_queue()
+    interp.prepare_main(release=release)
+    t = interp.call_in_thread(evaluate, 'release.get(timeout=60)')  # runs until released
+    try:
+        assert eventually(interp.is_running)
+        with pytest.raises(xinterp.InterpreterError, match='already running'):
+            interp.exec('pass')
+    finally:
+        release.put(None)
+        t.join()
 
 
 def test_not_created_by_xinterp_refuses_exec():
