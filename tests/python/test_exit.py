@@ -16,6 +16,8 @@ def report():
           "stranded", s["stranded_at_exit"], flush=True)
     print("closed_with_borrows", s["closed_with_borrows_at_exit"], flush=True)
 atexit.register(report)
+after_xinterp_exit = []  # run after xinterp's exit handler (registered before it), before report
+atexit.register(lambda: [f() for f in after_xinterp_exit])
 import xinterp
 from xinterp import _xinterp
 
@@ -172,9 +174,10 @@ print("viewing", bytes(kept), flush=True)
 # the kernel.
 BLOCKED_IN_C = {
     'sleep': 'import time; ready.put(1); time.sleep(1000)',
-    # Wakes just after the 2 s grace, while xinterp or CPython is finalizing: it must wait at the
-    # fence (its interpreter's GIL, taken for good) instead of running beside finalization.
-    'sleep-wakes-at-exit': 'import time; ready.put(1); time.sleep(2.2)\nwhile True: pass',
+    # Wakes once xinterp's exit handler gave up on it (after its 2 s grace), while CPython is
+    # finalizing: it must wait at the fence (its interpreter's GIL, taken for good) instead of
+    # running beside finalization. (Was a 2.2 s sleep: woken during the grace on a slow machine.)
+    'wakes-after-the-grace': 'import os; ready.put(1); os.read(wake_fd, 1)\nwhile True: pass',
     'lock': 'import threading; l = threading.Lock(); l.acquire(); ready.put(1); l.acquire()',
     'select': 'import os, select; r, w = os.pipe(); ready.put(1); select.select([r], [], [])',
 }
@@ -190,7 +193,9 @@ def test_exit_with_daemon_thread_blocked_in_c_inside_a_subinterpreter(blocker, e
 a = xinterp.create()
 b = xinterp.create()          # an ordinary one beside it is still closed
 ready = xinterp.create_queue()
-a.prepare_main(ready=ready)
+wake_r, wake_w = os.pipe()    # only 'wakes-after-the-grace' reads it
+a.prepare_main(ready=ready, wake_fd=wake_r)
+after_xinterp_exit.append(lambda: os.write(wake_w, b"x"))
 t = threading.Thread(target=a.exec, args=({BLOCKED_IN_C[blocker]!r},), daemon=True)
 t.start()
 ready.get(timeout=60)
