@@ -61,13 +61,6 @@ def handshake(mine, theirs, name):
     return theirs.get(timeout=60)
 
 
-def cpu_work(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
-
-
 def run_in_main(source):
     """exec(source) in the calling interpreter's __main__ (for call_in_thread)."""
     import __main__
