@@ -99,11 +99,16 @@ class Queue:
             self._handle = handle  # holds a reference to the queue; dropped with the object
             self._info = handle.info
             # The hot methods are the handle's own (C): no Python frame per put/get. The
-            # methods below document them and are what subclasses see.
-            self.put = handle.put
-            self.put_nowait = handle.put_nowait
-            self.get = handle.get
-            self.get_nowait = handle.get_nowait
+            # methods below document them. An instance attribute shadows the class's method,
+            # so the fast path is taken only where a subclass did not override the method.
+            if cls.put is Queue.put:
+                self.put = handle.put
+            if cls.put_nowait is Queue.put_nowait:
+                self.put_nowait = handle.put_nowait
+            if cls.get is Queue.get:
+                self.get = handle.get
+            if cls.get_nowait is Queue.get_nowait:
+                self.get_nowait = handle.get_nowait
             _known_queues[id] = self
         return self
 

@@ -39,11 +39,26 @@ def busy_until(seconds):
     return n
 
 
-def cpu_work(n):
-    total = 0
-    for i in range(n):
-        total += i * i % 7
-    return total
+def busy_until_item(q):
+    """Runs Python bytecode (so eval-breaker checks happen) until q has an item, then takes it;
+    returns the loop count. The caller decides when the work ends, not a clock."""
+    n = 0
+    while q.empty():
+        n += 1
+    q.get_nowait()
+    return n
+
+
+def wait_for_item(q):
+    """Blocks until q has an item (up to 60 s) and returns it."""
+    return q.get(timeout=60)
+
+
+def handshake(mine, theirs, name):
+    """Announces name on `mine`, then waits for the other side's announcement on `theirs` and
+    returns it. Two of these complete only if they are in progress at the same time."""
+    mine.put(name)
+    return theirs.get(timeout=60)
 
 
 def run_in_main(source):

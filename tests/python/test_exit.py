@@ -16,8 +16,23 @@ def report():
           "stranded", s["stranded_at_exit"], flush=True)
     print("closed_with_borrows", s["closed_with_borrows_at_exit"], flush=True)
 atexit.register(report)
+after_xinterp_exit = []  # run after xinterp's exit handler (registered before it), before report
+atexit.register(lambda: [f() for f in after_xinterp_exit])
 import xinterp
 from xinterp import _xinterp
+
+def wait_until(predicate, what):
+    deadline = time.monotonic() + 60
+    while not predicate():
+        if time.monotonic() > deadline:
+            print("timed out waiting until", what, flush=True)
+            return
+        time.sleep(0.001)
+
+def blocked_in_the_kernel(thread):
+    """The thread sleeps in a system call (state S), not running code."""
+    with open("/proc/self/task/%d/stat" % thread.native_id) as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "S"
 '''
 
 
@@ -31,6 +46,7 @@ def assert_clean(proc, code=0):
     assert proc.returncode == code, proc.stderr
     assert 'Fatal Python error' not in proc.stderr
     assert 'remaining subinterpreters' not in proc.stderr  # CPython 3.13 warns if we left any
+    assert 'timed out waiting' not in proc.stdout, proc.stdout
     assert 'alive 0 backlog 0 stranded 0' in proc.stdout, proc.stdout + proc.stderr
 
 
@@ -52,8 +68,7 @@ from shared_helpers import busy_until
 a = xinterp.create()
 t = threading.Thread(target=a.call, args=(busy_until, 60), daemon=True)
 t.start()
-while not a.is_running():
-    time.sleep(0.001)
+wait_until(a.is_running, "it runs")
 print("exiting", flush=True)
 '''))
     assert_clean(proc)
@@ -64,12 +79,20 @@ print("exiting", flush=True)
 
 
 def test_exit_waits_for_non_daemon_call_in_thread():
+    # The call can only finish after the main thread has ended (the item it waits for is put
+    # once the main thread is no longer alive): the exit must wait for it.
     proc = run_script(script('''
-from shared_helpers import busy_until
+q = xinterp.create_queue()
 a = xinterp.create()
+a.prepare_main(q=q)
 def work():
-    n = a.call(busy_until, 0.3)
-    print("finished", n > 0, flush=True)
+    from shared_helpers import evaluate
+    a.exec("got = q.get(timeout=60)")
+    print("finished", a.call(evaluate, "got"), flush=True)
+def release_after_main_ends():
+    wait_until(lambda: not threading.main_thread().is_alive(), "the main thread ended")
+    q.put(True)
+threading.Thread(target=release_after_main_ends, daemon=True).start()
 threading.Thread(target=work).start()
 '''))
     assert_clean(proc)
@@ -88,19 +111,24 @@ a.exec("y = 2")
 
 def test_interpreter_dropped_while_running_is_closed_at_exit():
     proc = run_script(script('''
-from shared_helpers import busy_until
+q = xinterp.create_queue()
 a = xinterp.create()
-t = a.call_in_thread(busy_until, 0.3)
-while not a.is_running():
-    time.sleep(0.001)
+a.prepare_main(q=q)
 iid = a.id
+# The running thread holds the id only (a.call_in_thread would hold the object).
+t = threading.Thread(target=_xinterp.exec, args=(iid, "q.get(timeout=60)"))
+t.start()
+wait_until(a.is_running, "it runs")
 del a  # the last reference goes while it runs: it stays open until exit
 import gc; gc.collect()
 print("listed", iid in [i.id for i in xinterp.list_all()], flush=True)
+q.put(None)  # the run ends
 t.join()
+print("still listed", iid in [i.id for i in xinterp.list_all()], flush=True)
 '''))
     assert_clean(proc)
     assert 'listed True' in proc.stdout
+    assert 'still listed True' in proc.stdout
 
 
 def test_exit_with_daemon_threads_blocked_in_queue_get_and_put():
@@ -114,9 +142,7 @@ threading.Thread(target=q.get, daemon=True).start()          # blocked in get, i
 threading.Thread(target=full.put, args=("y",), daemon=True).start()  # blocked in put
 t = threading.Thread(target=a.exec, args=("q.get()",), daemon=True)  # blocked in a sub
 t.start()
-while not a.is_running():
-    time.sleep(0.001)
-time.sleep(0.05)
+wait_until(lambda: q._info()[3] >= 2 and full._info()[4] >= 1, "all three are parked")
 print("exiting", flush=True)
 '''))
     assert_clean(proc)
@@ -144,13 +170,16 @@ print("viewing", bytes(kept), flush=True)
     assert 'closed_with_borrows 1' in proc.stdout
 
 
+# Each puts on `ready` just before it blocks; the script then waits until the thread sleeps in
+# the kernel.
 BLOCKED_IN_C = {
-    'sleep': 'import time; time.sleep(1000)',
-    # Wakes just after the 2 s grace, while xinterp or CPython is finalizing: it must wait at the
-    # fence (its interpreter's GIL, taken for good) instead of running beside finalization.
-    'sleep-wakes-at-exit': 'import time; time.sleep(2.2)\nwhile True: pass',
-    'lock': 'import threading; l = threading.Lock(); l.acquire(); l.acquire()',
-    'select': 'import os, select; r, w = os.pipe(); select.select([r], [], [])',
+    'sleep': 'import time; ready.put(1); time.sleep(1000)',
+    # Wakes once xinterp's exit handler gave up on it (after its 2 s grace), while CPython is
+    # finalizing: it must wait at the fence (its interpreter's GIL, taken for good) instead of
+    # running beside finalization. (Was a 2.2 s sleep: woken during the grace on a slow machine.)
+    'wakes-after-the-grace': 'import os; ready.put(1); os.read(wake_fd, 1)\nwhile True: pass',
+    'lock': 'import threading; l = threading.Lock(); l.acquire(); ready.put(1); l.acquire()',
+    'select': 'import os, select; r, w = os.pipe(); ready.put(1); select.select([r], [], [])',
 }
 
 
@@ -163,15 +192,19 @@ def test_exit_with_daemon_thread_blocked_in_c_inside_a_subinterpreter(blocker, e
     proc = run_script(script(f'''
 a = xinterp.create()
 b = xinterp.create()          # an ordinary one beside it is still closed
+ready = xinterp.create_queue()
+wake_r, wake_w = os.pipe()    # only 'wakes-after-the-grace' reads it
+a.prepare_main(ready=ready, wake_fd=wake_r)
+after_xinterp_exit.append(lambda: os.write(wake_w, b"x"))
 t = threading.Thread(target=a.exec, args=({BLOCKED_IN_C[blocker]!r},), daemon=True)
 t.start()
-while not a.is_running():
-    time.sleep(0.001)
-time.sleep(0.05)
+ready.get(timeout=60)
+wait_until(lambda: blocked_in_the_kernel(t), "it is blocked")
 print("exiting", flush=True)
 {ending}
 '''))
     assert proc.returncode == code, proc.stderr
     assert 'Fatal Python error' not in proc.stderr
     assert 'exiting' in proc.stdout
+    assert 'timed out waiting' not in proc.stdout, proc.stdout
     assert 'alive 0 backlog 0 stranded 1' in proc.stdout, proc.stdout + proc.stderr

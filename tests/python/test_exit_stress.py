@@ -35,7 +35,7 @@ threading.Thread(target=waiter.exec, args=("q.get()",), daemon=True).start()
 if {sleeper}:
     threading.Thread(target=sleeper.exec, args=("import time; time.sleep(1000)",),
                      daemon=True).start()
-deadline = time.monotonic() + 10
+deadline = time.monotonic() + 30
 while not all(i.is_running() for i in (spinner, callee, waiter, sleeper)[:3 + {sleeper}]):
     if time.monotonic() > deadline:
         print("setup timed out", flush=True)
@@ -54,7 +54,8 @@ def one_run(k):
         proc = run_script(SCRIPT.format(ending=ending, sleeper=int(k % 4 == 3)), timeout=60)
     except Exception as e:  # a hang shows up as TimeoutExpired
         return k, f'{type(e).__name__}: {e}'
-    if proc.returncode != code or 'ready' not in proc.stdout or 'Fatal' in proc.stderr:
+    if (proc.returncode != code or 'ready' not in proc.stdout or 'Fatal' in proc.stderr
+            or 'setup timed out' in proc.stdout):
         return k, f'exit {proc.returncode} (want {code}); stdout={proc.stdout!r}; ' \
                   f'stderr tail={proc.stderr[-600:]!r}'
     return k, None

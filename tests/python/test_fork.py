@@ -22,8 +22,10 @@ a.exec('x = 41')
 q = xinterp.create_queue()
 a.prepare_main(q=q)
 busy = xinterp.create()
-t = threading.Thread(target=busy.exec, daemon=True,
-                     args=('import time\\nend = time.monotonic() + 1\\nwhile time.monotonic() < end: pass',))
+stop = xinterp.create_queue()
+busy.prepare_main(stop=stop)
+# Runs Python code in `busy` until the parent says stop: it is running when the fork happens.
+t = threading.Thread(target=busy.exec, daemon=True, args=('while stop.empty(): pass',))
 t.start()
 while not busy.is_running():
     time.sleep(0.001)
@@ -50,6 +52,7 @@ _, status = os.waitpid(pid, 0)
 print('child exit', os.waitstatus_to_exitcode(status), flush=True)
 a.exec('q.put(x + 1)')
 print('parent a:', q.get(), flush=True)
+stop.put(None)
 t.join()
 '''
 
@@ -93,18 +96,28 @@ for s in subs:
     s.prepare_main(q=q)
 # Two sub-interpreters and two main-interpreter threads keep the queue's locks and condition
 # variables busy (full and empty waits included) while the main thread forks.
+# Each announces on `started` once its loop has gone round once; the forks begin when all have.
+started = xinterp.create_queue()
 for s in subs:
+    s.prepare_main(started=started)
     threading.Thread(target=s.exec, daemon=True, args=(
-        'while True:\\n    q.put(bytearray(64))\\n    q.get()',)).start()
+        'first = True\\n'
+        'while True:\\n    q.put(bytearray(64))\\n    q.get()\\n'
+        '    if first:\\n        started.put(1)\\n        first = False',)).start()
 def main_side():
+    first = True
     while True:
         q.put(b'x' * 10)
         q.get()
         send.send_nowait(1)
         recv.recv()
+        if first:
+            started.put(1)
+            first = False
 for _ in range(2):
     threading.Thread(target=main_side, daemon=True).start()
-time.sleep(0.2)
+for _ in range(4):
+    started.get(timeout=60)
 
 def child():
     # The parent's queue and channel refuse use with a clear error instead of hanging.

@@ -2,11 +2,13 @@
 
 import gc
 import pickle
+import sys
 import threading
 
 import pytest
 
 import xinterp
+from xinterp import _xinterp
 from conftest import eventually
 from shared_helpers import evaluate
 
@@ -135,23 +137,31 @@ def test_close_main_from_subinterpreter_is_refused(interp):
 
 
 def test_close_running_is_refused_and_interpreter_stays_usable(interp):
-    interp.exec('import time')
-    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
-    assert eventually(interp.is_running, timeout=5)
-    with pytest.raises(xinterp.InterpreterError, match='running'):
-        interp.close()
-    t.join()
+    release = xinterp.create_queue()
+    interp.prepare_main(release=release)
+    t = interp.call_in_thread(evaluate, 'release.get(timeout=60)')  # runs until released
+    try:
+        assert eventually(interp.is_running)
+        with pytest.raises(xinterp.InterpreterError, match='running'):
+            interp.close()
+    finally:
+        release.put(None)
+        t.join()
     assert not interp.is_running()
     interp.exec('y = 1')  # still intact
 
 
 def test_concurrent_run_in_same_interpreter_is_refused(interp):
-    interp.exec('import time')
-    t = interp.call_in_thread(evaluate, 'time.sleep(0.5)')
-    assert eventually(interp.is_running, timeout=5)
-    with pytest.raises(xinterp.InterpreterError, match='already running'):
-        interp.exec('pass')
-    t.join()
+    release = xinterp.create_queue()
+    interp.prepare_main(release=release)
+    t = interp.call_in_thread(evaluate, 'release.get(timeout=60)')  # runs until released
+    try:
+        assert eventually(interp.is_running)
+        with pytest.raises(xinterp.InterpreterError, match='already running'):
+            interp.exec('pass')
+    finally:
+        release.put(None)
+        t.join()
 
 
 def test_not_created_by_xinterp_refuses_exec():
@@ -218,3 +228,43 @@ def test_close_after_calls_from_many_threads_that_are_gone():
     assert i.call(evaluate, 'len(seen)') >= 2
     i.close()
     assert i not in xinterp.list_all()
+
+
+def _drop_with_decref(monkeypatch, fake_decref):
+    """Creates an interpreter, then drops its only Interpreter object while _xinterp.decref is
+    fake_decref; returns (its id, what sys.unraisablehook saw meanwhile)."""
+    gc.collect()  # no other Interpreter object is collected while the fake is in place
+    i = xinterp.create()
+    iid = i.id
+    seen = []
+    monkeypatch.setattr(sys, 'unraisablehook', seen.append)
+    monkeypatch.setattr(_xinterp, 'decref', fake_decref)
+    del i  # __del__ drops the reference
+    gc.collect()
+    monkeypatch.undo()
+    return iid, seen
+
+
+def test_dropping_a_reference_to_an_interpreter_already_gone_is_silent(monkeypatch):
+    real_decref = _xinterp.decref
+
+    def decref_finds_it_gone(iid):
+        real_decref(iid)
+        raise xinterp.InterpreterNotFoundError(f'unrecognized interpreter ID {iid}')
+
+    iid, seen = _drop_with_decref(monkeypatch, decref_finds_it_gone)
+    assert seen == []
+    assert iid not in [x.id for x in xinterp.list_all()]
+
+
+def test_an_unexpected_error_dropping_a_reference_is_reported_not_swallowed(monkeypatch):
+    real_decref = _xinterp.decref
+
+    def decref_breaks(iid):
+        real_decref(iid)
+        raise RuntimeError('decref broke')
+
+    iid, seen = _drop_with_decref(monkeypatch, decref_breaks)
+    assert [(type(u.exc_value), str(u.exc_value)) for u in seen] == [(RuntimeError,
+                                                                      'decref broke')]
+    assert iid not in [x.id for x in xinterp.list_all()]

@@ -56,8 +56,12 @@ def loop():
             xinterp.create()
         except Exception:
             return
+created = xinterp.runtime_stats()['interpreters_created']
 threading.Thread(target=loop, daemon=True).start()
-time.sleep(0.3)
+deadline = time.monotonic() + 60
+while xinterp.runtime_stats()['interpreters_created'] < created + 3:  # the loop is under way
+    assert time.monotonic() < deadline, 'the loop created nothing'
+    time.sleep(0.001)
 ''', timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'Fatal Python error' not in proc.stderr

@@ -10,7 +10,6 @@ borrowed, in the live interpreters and in the totals of the closed ones.
 
 import gc
 import threading
-import time
 
 import pytest
 
@@ -62,7 +61,7 @@ def make_owner(log, q):
     return owner
 
 
-def drain(log, n, timeout=10):
+def drain(log, n, timeout=60):
     """Takes n release reports from log (waiting up to timeout for each)."""
     return [log.get(timeout=timeout) for _ in range(n)]
 
@@ -167,31 +166,45 @@ def test_owner_closes_while_its_items_sit_in_a_queue(world, mode):
     assert_balanced([], before)
 
 
+# Run by the dropper (in main, or in the borrowing interpreter): waits until the owner's
+# close() is under way (a closing interpreter leaves xinterp.stats() at once, and cannot finish
+# closing while the views are held), then drops the views, trickling (the pace only spreads the
+# releases out; nothing waits on it). Sets `close_seen` to whether the close was seen.
+DROP_DURING_CLOSE = """
+import time, xinterp
+deadline = time.monotonic() + 60
+while owner_id in xinterp.stats() and time.monotonic() < deadline:
+    time.sleep(0.001)
+close_seen = owner_id not in xinterp.stats()
+while views:
+    views.pop()
+    if len(views) % 50 == 0:
+        time.sleep(0.0005)
+"""
+
+
 @pytest.mark.parametrize('where', ['main', 'sub'])
 def test_owner_closes_while_releases_are_in_flight(world, where):
     """The borrower drops thousands of views on another thread while close() waits for them."""
     n = 2000
-    START, PACE = 0.05, 0.0005  # close() is already waiting when the drops begin, and they trickle
     log, q, before = world
     owner = make_owner(log, q)
     borrower = make_borrower(where, q)
     owner.exec(f'for _ in range({n}): q.put(tracked)')
     held = receive(borrower, q, n)
     if borrower is not None:
-        dropper = borrower.call_in_thread(
-            run_in_main, f'import time\ntime.sleep({START})\nwhile views:\n    views.pop()\n'
-                         f'    if len(views) % 50 == 0: time.sleep({PACE})')
+        borrower.prepare_main(owner_id=owner.id)
+        dropper = borrower.call_in_thread(run_in_main, DROP_DURING_CLOSE)
     else:
-        def run():
-            time.sleep(START)
-            while held:
-                held.pop()
-                if len(held) % 50 == 0:
-                    time.sleep(PACE)
-        dropper = threading.Thread(target=run)
+        ns = {'views': held, 'owner_id': owner.id}
+        dropper = threading.Thread(target=exec, args=(DROP_DURING_CLOSE, ns))
         dropper.start()
     owner.close(timeout=30)  # returns once the last release ran in the owner
     dropper.join()
+    if borrower is not None:
+        assert borrower.call(evaluate, 'close_seen')
+    else:
+        assert ns['close_seen']
     assert_all_released_in(owner.id, [log.get_nowait() for _ in range(n)], n)
     assert log.empty()
     if borrower is not None:

@@ -1,22 +1,22 @@
 """Core pending calls on real interpreters: woken busy owners, housekeeper-drained idle ones,
 one CPython pending-call slot at most, failures reported in the owner and counted."""
 
+import os
 import threading
-import time
 
 import pytest
 
 import xinterp
 from xinterp import _xinterp
 from conftest import eventually, interp_stats
-from shared_helpers import busy_until, evaluate
+from shared_helpers import busy_until_item, evaluate
 
 
 def counters():
     return _xinterp._test_counters()
 
 
-def wait_run(before, n, timeout=10):
+def wait_run(before, n, timeout=60):
     return eventually(lambda: counters()['in_owner'] - before >= n, timeout=timeout)
 
 
@@ -34,16 +34,21 @@ def test_idle_interpreter_is_drained_by_housekeeper(interp):
 
 def test_busy_interpreter_is_woken_through_cpython_pending_call(interp):
     """Exercises cpy::add_pending_call (the private _PyEval_AddPendingCall) on this CPython."""
-    t = interp.call_in_thread(busy_until, 2.0)
-    assert eventually(interp.is_running, timeout=5)
-    before = counters()['in_owner']
-    s0 = interp_stats(interp)
-    for _ in range(20):
-        _xinterp._post_test_calls(interp.id, 'ok', 5)
-        time.sleep(0.005)
-    assert wait_run(before, 100)
-    t.join()
-    s1 = interp_stats(interp)
+    stop = xinterp.create_queue()
+    t = interp.call_in_thread(busy_until_item, stop)  # busy until the test says stop
+    try:
+        assert eventually(interp.is_running)
+        before = counters()['in_owner']
+        s0 = interp_stats(interp)
+        for _ in range(20):
+            _xinterp._post_test_calls(interp.id, 'ok', 5)
+            # Run before the next batch is posted: 20 separate wakes of the busy owner.
+            assert eventually(lambda: interp_stats(interp)['backlog'] == 0)
+        assert wait_run(before, 100)
+        s1 = interp_stats(interp)  # all ran while the owner was still busy
+    finally:
+        stop.put(None)
+        t.join()
     assert counters()['wrong_interpreter'] == 0
     assert s1['backlog'] == 0
     ran = (s1['run_by_owner'] - s0['run_by_owner']) + \
@@ -56,32 +61,41 @@ def test_busy_interpreter_is_woken_through_cpython_pending_call(interp):
 
 
 def test_at_most_one_cpython_slot_per_interpreter(interp):
-    t = interp.call_in_thread(busy_until, 1.0)
-    assert eventually(interp.is_running, timeout=5)
-    stop = time.monotonic() + 0.5
-    posters = []
+    stop = xinterp.create_queue()
+    t = interp.call_in_thread(busy_until_item, stop)  # busy until the test says stop
+    try:
+        assert eventually(interp.is_running)
+        s0 = interp_stats(interp)
+        posts_per_thread = 20_000
+        watching = threading.Event()
+        peak = 0
 
-    def post_many():
-        while time.monotonic() < stop:
-            _xinterp._post_test_calls(interp.id, 'ok', 1)
+        def post_many():
+            for _ in range(posts_per_thread):
+                _xinterp._post_test_calls(interp.id, 'ok', 1)
 
-    peak = 0
+        def watch():
+            nonlocal peak
+            while not watching.is_set():
+                s = interp_stats(interp)
+                peak = max(peak, s['cpython_calls_added'] - s['cpython_calls_run'])
 
-    def watch():
-        nonlocal peak
-        while time.monotonic() < stop:
-            s = interp_stats(interp)
-            peak = max(peak, s['cpython_calls_added'] - s['cpython_calls_run'])
-
-    for fn in (post_many, post_many, watch):
-        posters.append(threading.Thread(target=fn))
-        posters[-1].start()
-    for p in posters:
-        p.join()
-    t.join()
-    assert eventually(lambda: interp_stats(interp)['backlog'] == 0)
-    s = interp_stats(interp)
-    assert s['backlog'] == 0
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        posters = [threading.Thread(target=post_many) for _ in range(2)]
+        for p in posters:
+            p.start()
+        for p in posters:
+            p.join()
+        assert eventually(lambda: interp_stats(interp)['backlog'] == 0)
+        watching.set()
+        watcher.join()
+        s = interp_stats(interp)  # all ran while the owner was still busy
+    finally:
+        stop.put(None)
+        t.join()
+    assert s['posted'] - s0['posted'] == 2 * posts_per_thread
+    assert s['cpython_calls_added'] > s0['cpython_calls_added']  # the slot was used
     assert peak <= 1
     assert s['cpython_calls_added'] - s['cpython_calls_run'] <= 1
     assert s['wakes_refused'] == 0
@@ -96,21 +110,28 @@ def test_failing_call_is_reported_in_owner_and_counted_never_raised(interp):
         'sys.unraisablehook = lambda u: seen.append(str(u.exc_value))\n'
         'raised_into_user_code = 0\n')
     interp.exec(
-        'def guarded_busy(seconds):\n'
+        'def guarded_busy(stop):\n'
         '    global raised_into_user_code\n'
-        '    import time\n'
-        '    end = time.monotonic() + seconds\n'
-        '    while time.monotonic() < end:\n'
+        '    while stop.empty():\n'
         '        try:\n'
         '            pass\n'
         '        except BaseException:\n'
-        '            raised_into_user_code += 1\n')
+        '            raised_into_user_code += 1\n'
+        '    stop.get_nowait()\n')
+    stop = xinterp.create_queue()
+    interp.prepare_main(stop=stop)
     s0 = interp_stats(interp)
-    t = threading.Thread(target=interp.exec, args=('guarded_busy(1.0)',))
+    t = threading.Thread(target=interp.exec, args=('guarded_busy(stop)',))
     t.start()
-    assert eventually(interp.is_running, timeout=5)
-    _xinterp._post_test_calls(interp.id, 'fail', 10)
-    t.join()
+    try:
+        assert eventually(interp.is_running)
+        _xinterp._post_test_calls(interp.id, 'fail', 10)
+        # They fail while the user code still runs (it runs until told to stop).
+        assert eventually(lambda: interp_stats(interp)['failed'] - s0['failed'] == 10)
+        assert interp.is_running()
+    finally:
+        stop.put(None)
+        t.join()
     assert eventually(lambda: interp_stats(interp)['backlog'] == 0)
     s1 = interp_stats(interp)
     assert s1['failed'] - s0['failed'] == 10
@@ -141,14 +162,24 @@ def test_calls_posted_to_main_interpreter_run_in_main():
     assert counters()['wrong_interpreter'] == 0
 
 
-def test_close_drains_pending_calls_first():
+def test_calls_posted_while_the_owner_is_blocked_in_c_all_run_inside_it_by_close():
+    # Posted while the owner's only thread is blocked in a C call (no safe point, and the
+    # owner is not idle), they queue up; by the time close() returned they all ran inside it,
+    # none raw. (Whether the end of the call, the housekeeper or close() itself ran them
+    # cannot be told from outside: see the report on a missing observable.)
     i = xinterp.create()
-    i.exec('import time')
-    t = i.call_in_thread(evaluate, 'time.sleep(0.3)')  # not at a safe point: calls queue up
-    assert eventually(i.is_running, timeout=5)
-    before = counters()
-    _xinterp._post_test_calls(i.id, 'ok', 50)
-    t.join()
+    r, w = os.pipe()
+    try:
+        i.prepare_main(fd=r)
+        t = i.call_in_thread(evaluate, '__import__("os").read(fd, 1)')  # blocked until written
+        assert eventually(i.is_running)
+        before = counters()
+        _xinterp._post_test_calls(i.id, 'ok', 50)
+        os.write(w, b'x')
+        t.join()
+    finally:
+        os.close(r)
+        os.close(w)
     i.close()
     after = counters()
     assert after['in_owner'] - before['in_owner'] + after['raw'] - before['raw'] == 50

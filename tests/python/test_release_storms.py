@@ -9,7 +9,7 @@ import pytest
 import xinterp
 from xinterp import _xinterp
 from conftest import eventually, interp_stats
-from shared_helpers import busy_until
+from shared_helpers import busy_until_item
 
 N = 1_000_000
 
@@ -57,12 +57,16 @@ def test_storm_to_an_idle_owner(interp):
 
 def test_storm_to_a_busy_owner(interp):
     s0 = interp_stats(interp)
-    t = interp.call_in_thread(busy_until, 2.0)
-    assert eventually(interp.is_running, timeout=5)
-    _xinterp._post_test_calls(interp.id, 'ok', N)
-    assert eventually(lambda: settled(interp, s0, N), timeout=120)
-    t.join()
-    s = interp_stats(interp)
+    stop = xinterp.create_queue()
+    t = interp.call_in_thread(busy_until_item, stop)  # busy until the storm has settled
+    try:
+        assert eventually(interp.is_running)
+        _xinterp._post_test_calls(interp.id, 'ok', N)
+        assert eventually(lambda: settled(interp, s0, N), timeout=120)
+        s = interp_stats(interp)  # all ran while the owner was still busy
+    finally:
+        stop.put(None)
+        t.join()
     ran = sum(s[k] - s0[k] for k in ('run_inline', 'run_by_owner', 'run_by_housekeeper'))
     assert ran == N
     assert s['lost'] == 0 and s['failed'] == 0 and s['run_raw'] == 0
