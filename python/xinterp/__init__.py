@@ -12,9 +12,9 @@ import atexit as _atexit
 import sys as _sys
 import threading as _threading
 import types as _types
-import weakref as _weakref
 
 from . import _xinterp
+from ._by_id import ObjectsById
 from ._xinterp import (
     InterpreterError,
     InterpreterNotFoundError,
@@ -127,8 +127,7 @@ def get_main():
     return Interpreter(id, _whence=whence)
 
 
-_known = _weakref.WeakValueDictionary()
-_known_lock = _threading.Lock()
+_known = ObjectsById()
 
 
 class Interpreter:
@@ -158,28 +157,20 @@ class Interpreter:
 
     def __new__(cls, id, /, _whence=None, _ownsref=None):
         # There is only one instance for any given ID (per interpreter).
-        if not isinstance(id, int):
-            raise TypeError(f'id must be an int, got {id!r}')
-        id = int(id)
-        with _known_lock:
-            self = _known.get(id)
-            if self is not None:
-                return self
-            if _whence is None:
-                _whence = _xinterp.whence(id)  # InterpreterNotFoundError if unknown
-            if _ownsref is None:
-                _ownsref = (_whence == _xinterp.WHENCE_STDLIB)
-            self = super().__new__(cls)
+        def make(id):
+            whence = _xinterp.whence(id) if _whence is None else _whence  # NotFound if unknown
+            ownsref = (whence == _xinterp.WHENCE_STDLIB) if _ownsref is None else _ownsref
+            self = super(Interpreter, cls).__new__(cls)
             self._id = id
-            self._whence = _whence
+            self._whence = whence
             self._ownsref = False
-            if _ownsref == 'adopt':
+            if ownsref == 'adopt':
                 self._ownsref = True  # create() took the reference for us
-            elif _ownsref:
+            elif ownsref:
                 _xinterp.incref(id)  # may raise InterpreterNotFoundError
                 self._ownsref = True
-            _known[id] = self
-        return self
+            return self
+        return _known.get_or_make(id, make)
 
     def __repr__(self):
         return f'{type(self).__name__}({self.id})'

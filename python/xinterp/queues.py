@@ -12,10 +12,9 @@ the sender): ``UNBOUND`` (replaced by the ``UNBOUND`` marker, the default), ``UN
 (``get()`` raises ``ItemInterpreterDestroyed``) or ``UNBOUND_REMOVE`` (dropped).
 """
 
-import weakref as _weakref
-import threading as _threading
 
 from . import _xinterp
+from ._by_id import ObjectsById
 
 __all__ = [
     'UNBOUND', 'UNBOUND_ERROR', 'UNBOUND_REMOVE',
@@ -78,23 +77,16 @@ def list_all():
     return [Queue(qid) for qid in _xinterp.queue_list_all()]
 
 
-_known_queues = _weakref.WeakValueDictionary()
-_known_lock = _threading.Lock()
+_known_queues = ObjectsById()
 
 
 class Queue:
     """A cross-interpreter queue. One object per queue id in each interpreter."""
 
     def __new__(cls, id, /):
-        if not isinstance(id, int):
-            raise TypeError(f'id must be an int, got {id!r}')
-        id = int(id)
-        with _known_lock:
-            self = _known_queues.get(id)
-            if self is not None:
-                return self
+        def make(id):
             handle = _xinterp.queue_handle(id)  # QueueNotFoundError if it is gone
-            self = super().__new__(cls)
+            self = super(Queue, cls).__new__(cls)
             self._id = id
             self._handle = handle  # holds a reference to the queue; dropped with the object
             self._info = handle.info
@@ -109,8 +101,8 @@ class Queue:
                 self.get = handle.get
             if cls.get_nowait is Queue.get_nowait:
                 self.get_nowait = handle.get_nowait
-            _known_queues[id] = self
-        return self
+            return self
+        return _known_queues.get_or_make(id, make)
 
     def __repr__(self):
         return f'{type(self).__name__}({self.id})'
