@@ -61,6 +61,19 @@ def handshake(mine, theirs, name):
     return theirs.get(timeout=60)
 
 
+def wait_until(predicate, timeout=60.0):
+    """Waits until predicate() is true, for state that nothing signals (counters of another
+    interpreter, /proc thread states); returns its last value. The one polling wait of the
+    suite: tests that can wait on an event or a queue do that instead."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            return value
+        time.sleep(0.001)  # the poll interval, not a synchronisation
+    return value
+
+
 def run_in_main(source):
     """exec(source) in the calling interpreter's __main__ (for call_in_thread)."""
     import __main__

@@ -15,19 +15,17 @@ def report():
     print("alive", s["interpreters_alive"], "backlog", s["closed_interpreters"]["backlog"],
           "stranded", s["stranded_at_exit"], flush=True)
     print("closed_with_borrows", s["closed_with_borrows_at_exit"], flush=True)
+    print("exit_interrupts_refused", s["exit_interrupts_refused"], flush=True)
 atexit.register(report)
 after_xinterp_exit = []  # run after xinterp's exit handler (registered before it), before report
 atexit.register(lambda: [f() for f in after_xinterp_exit])
 import xinterp
 from xinterp import _xinterp
+import shared_helpers
 
 def wait_until(predicate, what):
-    deadline = time.monotonic() + 60
-    while not predicate():
-        if time.monotonic() > deadline:
-            print("timed out waiting until", what, flush=True)
-            return
-        time.sleep(0.001)
+    if not shared_helpers.wait_until(predicate):
+        print("timed out waiting until", what, flush=True)
 
 def blocked_in_the_kernel(thread):
     """The thread sleeps in a system call (state S), not running code."""
@@ -48,6 +46,8 @@ def assert_clean(proc, code=0):
     assert 'remaining subinterpreters' not in proc.stderr  # CPython 3.13 warns if we left any
     assert 'timed out waiting' not in proc.stdout, proc.stdout
     assert 'alive 0 backlog 0 stranded 0' in proc.stdout, proc.stdout + proc.stderr
+    # Every running interpreter got its exit interrupt queued (CPython's queue had room).
+    assert 'exit_interrupts_refused 0' in proc.stdout, proc.stdout
 
 
 def test_exit_closes_live_interpreters_and_runs_their_pending_calls():

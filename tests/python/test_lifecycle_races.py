@@ -49,19 +49,21 @@ def test_daemon_thread_creating_interpreters_at_exit(run):
     # An interpreter created after xinterp's exit handler took its list was never closed, and
     # CPython 3.12 aborted on it ("remaining subinterpreters").
     proc = run_script('''
-import threading, time, xinterp
+import sys, threading, xinterp
+under_way = threading.Event()
 def loop():
+    n = 0
     while True:
         try:
             xinterp.create()
         except Exception:
             return
-created = xinterp.runtime_stats()['interpreters_created']
+        n += 1
+        if n == 3:
+            under_way.set()  # the loop is under way: exit now races with it
 threading.Thread(target=loop, daemon=True).start()
-deadline = time.monotonic() + 60
-while xinterp.runtime_stats()['interpreters_created'] < created + 3:  # the loop is under way
-    assert time.monotonic() < deadline, 'the loop created nothing'
-    time.sleep(0.001)
+if not under_way.wait(60):
+    sys.exit('the loop created nothing')
 ''', timeout=60)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert 'Fatal Python error' not in proc.stderr

@@ -169,17 +169,15 @@ def test_owner_closes_while_its_items_sit_in_a_queue(world, mode):
 # Run by the dropper (in main, or in the borrowing interpreter): waits until the owner's
 # close() is under way (a closing interpreter leaves xinterp.stats() at once, and cannot finish
 # closing while the views are held), then drops the views, trickling (the pace only spreads the
-# releases out; nothing waits on it). Sets `close_seen` to whether the close was seen.
+# releases out by yielding; nothing waits on it). Sets `close_seen` to whether the close was seen.
 DROP_DURING_CLOSE = """
-import time, xinterp
-deadline = time.monotonic() + 60
-while owner_id in xinterp.stats() and time.monotonic() < deadline:
-    time.sleep(0.001)
-close_seen = owner_id not in xinterp.stats()
+import os, xinterp
+from shared_helpers import wait_until
+close_seen = wait_until(lambda: owner_id not in xinterp.stats())
 while views:
     views.pop()
     if len(views) % 50 == 0:
-        time.sleep(0.0005)
+        os.sched_yield()  # let the closer run between drops
 """
 
 

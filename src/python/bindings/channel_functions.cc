@@ -18,7 +18,11 @@ PyObject* channel_error(PyObject* module, Exc which, const char* fmt, int64_t id
   return raise_exc(module, which, fmt, static_cast<long long>(id));
 }
 
-std::shared_ptr<XChannel> find_channel(PyObject* module, int64_t id) {
+// The open channel whose id is `arg`, or nullptr with the error set (a bad id, not found,
+// closed, or inherited across fork()).
+std::shared_ptr<XChannel> find_channel(PyObject* module, PyObject* arg) {
+  int64_t id;
+  if (!parse_id(arg, &id, "channel")) return nullptr;
   auto ch = ChannelRegistry::get().find(id);
   if (ch == nullptr) {
     if (ChannelRegistry::get().inherited(id)) {
@@ -101,9 +105,7 @@ PyObject* mod_channel_send(PyObject* module, PyObject* const* args, Py_ssize_t n
     PyErr_SetString(PyExc_TypeError, "channel_send(id, obj, unbound, wait, timeout, buffer_only)");
     return nullptr;
   }
-  int64_t id;
-  if (!parse_id(args[0], &id, "channel")) return nullptr;
-  auto ch = find_channel(module, id);
+  auto ch = find_channel(module, args[0]);
   if (ch == nullptr) return nullptr;
   return send_on(module, *ch, args[1], args[2], args[3], args[4], args[5]);
 }
@@ -147,9 +149,7 @@ PyObject* mod_channel_recv(PyObject* module, PyObject* const* args, Py_ssize_t n
     PyErr_SetString(PyExc_TypeError, "channel_recv(id, block, timeout)");
     return nullptr;
   }
-  int64_t id;
-  if (!parse_id(args[0], &id, "channel")) return nullptr;
-  auto ch = find_channel(module, id);
+  auto ch = find_channel(module, args[0]);
   if (ch == nullptr) return nullptr;
   return recv_on(module, *ch, args[1], args[2]);
 }
@@ -232,9 +232,7 @@ PyType_Spec kHandleSpec = {
 
 // channel_handle(id) -> a handle on an open channel (errors as channel_send's).
 PyObject* mod_channel_handle(PyObject* module, PyObject* arg) {
-  int64_t id;
-  if (!parse_id(arg, &id, "channel")) return nullptr;
-  std::shared_ptr<XChannel> ch = find_channel(module, id);
+  std::shared_ptr<XChannel> ch = find_channel(module, arg);
   if (ch == nullptr) return nullptr;
   auto* type = reinterpret_cast<PyTypeObject*>(state_of(module)->channel_handle_type);
   PyObject* h = type->tp_alloc(type, 0);
