@@ -235,7 +235,8 @@ class Interpreter:
         """Bind the given values into the interpreter's __main__.
 
         Values that are not natively shareable are sent by pickle (functions from __main__ by
-        their code).
+        their code). Names must be str without NUL characters (ValueError), as a NUL would cut
+        the name short; any other str is bound as given.
         """
         ns = dict(ns, **kwargs) if ns is not None else kwargs
         _raise_if_failed(_xinterp.set___main___attrs(self._id, ns))

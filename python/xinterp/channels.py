@@ -3,7 +3,8 @@
 import.
 
 ``create()`` returns ``(RecvChannel, SendChannel)``. ``send()`` is a rendezvous: it returns once
-the object was received (or raises ``TimeoutError`` after ``timeout`` seconds, withdrawing it);
+the object was received (or raises ``TimeoutError`` after ``timeout`` seconds, withdrawing it;
+a signal handler's exception, such as ``KeyboardInterrupt``, withdraws it the same way);
 ``send_nowait()`` queues without waiting. ``recv()`` blocks with a real wait (CPython's polls
 every 10 ms) and honours fractional timeouts (the draft truncates them to whole seconds).
 ``send_buffer()`` shares an object's buffer without a copy (every buffer is shared that way by

@@ -24,6 +24,23 @@ _RESET = ("[globals().pop(_k) for _k in list(globals()) if _k not in "
           "('__name__', '__doc__', '__package__', '__loader__', '__spec__', '__builtins__')]")
 
 
+# A fork child inherits the parent's idle interpreters as records only: they belong to the
+# parent and cannot run here. The child's pool starts empty (and with a fresh lock, which another
+# thread of the parent may have held at the fork). The inherited Interpreter objects are kept,
+# untouched, rather than dropped: dropping one would try to close an interpreter of the parent.
+_inherited = []
+
+
+def _after_fork_in_child():
+    global _lock
+    _lock = _threading.Lock()
+    _inherited.extend(_idle)
+    _idle.clear()
+
+
+_os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def acquire():
     """An idle pooled interpreter, or a new one."""
     with _lock:

@@ -92,10 +92,23 @@ PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbou
   if (!s.ok()) return raise(module, s);
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;
+  ChannelRegistry& channels = ChannelRegistry::get();
+  std::shared_ptr<Receipt> receipt;
   ChannelResult r;
   Py_BEGIN_ALLOW_THREADS
-  r = ChannelRegistry::get().send(ch, std::move(item), wait != 0, timeout);
+  r = channels.post(ch, std::move(item), wait != 0, &receipt);
   Py_END_ALLOW_THREADS
+  if (r != ChannelResult::kOk || receipt == nullptr) return channel_result_error(module, r, ch.id);
+  // Wait in slices so that a signal handler (Ctrl-C) runs; the item is withdrawn if it raises
+  // or the timeout passes before a receiver took it.
+  bool interrupted = false;
+  r = blocking(
+      [&](std::optional<std::chrono::nanoseconds> t) {
+        return channels.await_receipt(ch, *receipt, t);
+      },
+      timeout, ChannelResult::kTimeout, &interrupted);
+  if (r == ChannelResult::kTimeout) r = ChannelRegistry::withdraw(*receipt);
+  if (interrupted) return nullptr;
   return channel_result_error(module, r, ch.id);
 }
 

@@ -33,19 +33,21 @@ int64_t ChannelRegistry::create(UnboundOp unbound) {
   return channels_.add([&](int64_t id) { return std::make_shared<XChannel>(id, unbound); });
 }
 
-ChannelResult ChannelRegistry::send(XChannel& ch, Item&& item, bool wait_for_receipt,
-                                    std::optional<std::chrono::nanoseconds> timeout) {
+ChannelResult ChannelRegistry::post(XChannel& ch, Item&& item, bool wait_for_receipt,
+                                    std::shared_ptr<Receipt>* receipt) {
   if (ch.state.load() != ChannelState::kOpen) return ChannelResult::kClosed;
-  std::shared_ptr<Receipt> receipt;
   if (wait_for_receipt) {
-    receipt = std::make_shared<Receipt>();
-    item.receipt = receipt;
+    *receipt = std::make_shared<Receipt>();
+    item.receipt = *receipt;
   }
   if (ch.items.put(std::move(item), std::nullopt) != QueueStatus::kOk) {
     return ChannelResult::kClosed;
   }
-  if (!wait_for_receipt) return ChannelResult::kOk;
-  Receipt& r = *receipt;
+  return ChannelResult::kOk;
+}
+
+ChannelResult ChannelRegistry::await_receipt(XChannel& ch, Receipt& r,
+                                             std::optional<std::chrono::nanoseconds> timeout) {
   if (spin_briefly([&] { return r.received.load(std::memory_order_acquire); })) {
     return ChannelResult::kOk;
   }
@@ -57,16 +59,20 @@ ChannelResult ChannelRegistry::send(XChannel& ch, Item&& item, bool wait_for_rec
       r.withdrawn = true;
       return ChannelResult::kClosed;
     }
-    if (timeout && std::chrono::steady_clock::now() >= deadline) {
-      r.withdrawn = true;  // a receiver that takes it now skips it
-      return ChannelResult::kTimeout;
-    }
+    if (timeout && std::chrono::steady_clock::now() >= deadline) return ChannelResult::kTimeout;
     // finish() wakes us; the slice covers an item dropped without a close (its sender's
     // interpreter closed with policy UNBOUND_REMOVE).
     auto slice = std::chrono::steady_clock::now() + internal::kWaitSlice;
     r.cv.wait_until(r.mu, slice < deadline ? slice : deadline);
   }
   return ChannelResult::kOk;
+}
+
+ChannelResult ChannelRegistry::withdraw(Receipt& r) {
+  internal::MutexLock lock(r.mu);
+  if (r.received.load(std::memory_order_acquire)) return ChannelResult::kOk;
+  r.withdrawn = true;  // a receiver that takes it now skips it
+  return ChannelResult::kTimeout;
 }
 
 ChannelResult ChannelRegistry::recv(XChannel& ch, Item* out,

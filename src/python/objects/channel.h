@@ -63,9 +63,18 @@ class ChannelRegistry final : public EngineListener {
   bool inherited(int64_t id) { return channels_.inherited(id); }
 
   // Blocking calls: no GIL held. timeout nullopt = forever.
-  // send: wait_for_receipt false = send_nowait (returns once queued).
-  ChannelResult send(XChannel& ch, Item&& item, bool wait_for_receipt,
-                     std::optional<std::chrono::nanoseconds> timeout);
+  //
+  // A send is three steps, so that the caller can wait in slices and react to signals between
+  // them: post() queues the item (with a receipt in *receipt when wait_for_receipt; send_nowait
+  // passes false and is done); await_receipt() waits up to `timeout` for a receiver to take it
+  // (kOk), or for the channel to close (kClosed, the item withdrawn); withdraw() gives up on a
+  // receipt (a receiver that takes the item later skips it) and returns kOk if it had been
+  // received after all, so that nothing is both withdrawn and delivered.
+  ChannelResult post(XChannel& ch, Item&& item, bool wait_for_receipt,
+                     std::shared_ptr<Receipt>* receipt);
+  ChannelResult await_receipt(XChannel& ch, Receipt& receipt,
+                              std::optional<std::chrono::nanoseconds> timeout);
+  static ChannelResult withdraw(Receipt& receipt);
   ChannelResult recv(XChannel& ch, Item* out, std::optional<std::chrono::nanoseconds> timeout);
   // close(send_end, recv_end, force): see PEP 554 / CPython 3.13's _interpchannels.close().
   ChannelResult close(int64_t id, bool send_end, bool recv_end, bool force);

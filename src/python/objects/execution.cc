@@ -253,9 +253,15 @@ Status prepare_namespace(PyObject* ns, std::vector<std::pair<std::string, XValue
       PyErr_SetString(PyExc_TypeError, "names must be str");
       return Status::error(ErrorKind::kPythonSet, "");
     }
-    const char* name = PyUnicode_AsUTF8(key);
+    Py_ssize_t size;
+    const char* name = PyUnicode_AsUTF8AndSize(key, &size);
     if (name == nullptr) return Status::error(ErrorKind::kPythonSet, "");
-    out->emplace_back(name, XValue());
+    // The name travels as UTF-8; one with a NUL would be cut short there (and bind another name).
+    if (std::strlen(name) != static_cast<size_t>(size)) {
+      PyErr_Format(PyExc_ValueError, "names must not contain NUL characters, got %R", key);
+      return Status::error(ErrorKind::kPythonSet, "");
+    }
+    out->emplace_back(std::string(name, static_cast<size_t>(size)), XValue());
     Status s = encode(value, Fallback::kFull, &out->back().second);
     if (!s.ok()) return s;
   }
