@@ -132,3 +132,73 @@ def test_prepare_main_refuses_a_name_with_nul():
         interp.exec("assert globals()['a-b'] == 1 and globals()['é'] == 2")
     finally:
         interp.close()
+
+
+# Exporters that lie or misbehave in the interpreter that lends: each ends in a clear exception
+# in the sender, or in the item as the exporter made it, and the lender closes cleanly after.
+LYING_EXPORTERS = {
+    'buffer_raises': ('''
+        class E:
+            def __buffer__(s, f): raise RuntimeError('nope')
+        ''', 0, 'put: RuntimeError nope'),
+    'buffer_returns_non_view': ('''
+        class E:
+            def __buffer__(s, f): return 5
+        ''', 0, 'put: TypeError'),
+    'buffer_returns_released_view': ('''
+        class E:
+            def __buffer__(s, f):
+                m = memoryview(bytearray(5)); m.release(); return m
+        ''', 0, 'put: ValueError'),
+    'release_raises': ('''
+        class E:
+            def __buffer__(s, f): return memoryview(bytearray(b'abcde'))
+            def __release_buffer__(s, v): v.release(); raise RuntimeError('in release')
+        ''', 1, "got b'abcde'"),
+    'release_reenters_the_queue': ('''
+        class E:
+            def __buffer__(s, f):
+                q.put('from buffer'); return memoryview(bytearray(b'abcde'))
+            def __release_buffer__(s, v): v.release(); q.put('from release')
+        ''', 3, "got 'from buffer' | got b'abcde' | got 'from release'"),
+    'release_closes_its_own_interpreter': ('''
+        import xinterp
+        class E:
+            def __buffer__(s, f): return memoryview(bytearray(b'abcde'))
+            def __release_buffer__(s, v):
+                v.release()
+                try:
+                    xinterp.get_current().close()
+                except xinterp.InterpreterError:
+                    q.put('close refused')
+        ''', 2, "got b'abcde' | got 'close refused'"),
+}
+
+
+@pytest.mark.parametrize('case', sorted(LYING_EXPORTERS))
+def test_lying_exporter(case):
+    exporter, n_items, expected = LYING_EXPORTERS[case]
+    r = run_script(script('''
+        import xinterp
+        q = xinterp.create_queue()
+        x = xinterp.create()
+        x.prepare_main(q=q)
+        x.exec(%r + """
+        try:
+            q.put(E())
+        except Exception as e:
+            print('put:', type(e).__name__, e, flush=True)
+        """)
+        seen = []
+        for _ in range(%d):  # items queued by put() and by the release of the view
+            v = q.get(timeout=50)
+            seen.append('got ' + repr(bytes(v) if isinstance(v, memoryview) else v))
+            del v  # the release runs in x, which queues what it queues
+        print(' | '.join(seen))
+        assert q.empty()
+        x.close()
+        print('closed')
+    ''' % (textwrap.dedent(exporter), n_items)), timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert expected in r.stdout, r.stdout + r.stderr
+    assert r.stdout.rstrip().endswith('closed'), r.stdout
