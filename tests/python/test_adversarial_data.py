@@ -84,6 +84,27 @@ def test_a_chain_of_queues_dropped_by_a_get_or_at_exit_from_a_channel():
     assert_ok(result, '1 50002')
 
 
+def test_a_0d_buffer_arrives_0d():
+    result = run_script("""
+        import xinterp
+        q = xinterp.create_queue()
+        mem = bytearray(8)
+        mv = memoryview(mem).cast('d', shape=[])
+        q.put(mv)
+        r = q.get()
+        print(r.shape, r.ndim, r.format, r.itemsize, r.nbytes, r.tolist())
+        r[()] = 1.5
+        print(mv[()])
+        del r
+        interp = xinterp.create()
+        q.put(mv)
+        print(interp.call(eval, '(lambda v: (v.shape, v.ndim, v[()]))(q.get())', {'q': q}))
+        interp.close()
+        print(xinterp.stats()[0]['borrows'])
+    """, timeout=60)
+    assert_ok(result, "() 0 d 8 8 0.0 1.5 ((), 0, 1.5) 0")
+
+
 def test_queues_that_hold_themselves_show_in_runtime_stats():
     # A queue inside itself (or two inside each other) is never freed (documented); the
     # stats show it: alive, and held by nothing but values in queues.

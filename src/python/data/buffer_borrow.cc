@@ -31,6 +31,8 @@ std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<
   b->readonly_ = view.readonly != 0;
   b->owner_py_id_ = owner->py_id;
   b->format_ = view.format ? view.format : "B";
+  // 0-d (a scalar: memoryview.cast(fmt, shape=[])) stays 0-d: ndim 0, no shape.
+  b->ndim_ = view.ndim;
   if (view.ndim > 0) {
     const Py_ssize_t* shape = view.shape ? view.shape : &view.len;
     b->shape_.assign(shape, shape + view.ndim);

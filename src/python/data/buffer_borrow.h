@@ -50,6 +50,8 @@ class BufferBorrow {
   Py_ssize_t itemsize() const noexcept { return itemsize_; }
   // Our own copies of the layout: receivers never read the owner's objects.
   const std::string& format() const noexcept { return format_; }
+  // The exporter's dimensions: 0 for a scalar (shape () in sender and receiver alike).
+  int ndim() const noexcept { return ndim_; }
   std::vector<Py_ssize_t>& shape() noexcept { return shape_; }
   std::vector<Py_ssize_t>& strides() noexcept { return strides_; }
   int64_t owner_py_id() const noexcept { return owner_py_id_; }
@@ -72,6 +74,7 @@ class BufferBorrow {
   bool readonly_ = true;
   int64_t owner_py_id_ = -1;
   std::string format_;
+  int ndim_ = 1;
   std::vector<Py_ssize_t> shape_;
   std::vector<Py_ssize_t> strides_;
   LentBuffer* lent_ = nullptr;  // owned by handle_ until its release ran

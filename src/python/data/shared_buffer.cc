@@ -23,13 +23,17 @@ int shared_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
   view->readonly = b.readonly();
   view->itemsize = b.itemsize();
   view->format = (flags & PyBUF_FORMAT) ? const_cast<char*>(b.format().c_str()) : nullptr;
-  view->ndim = static_cast<int>(b.shape().size());
-  view->shape = (flags & PyBUF_ND) == PyBUF_ND ? b.shape().data() : nullptr;
-  view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? b.strides().data() : nullptr;
+  // With its shape asked for (PyBUF_ND), the exporter's own: 0-d stays 0-d (ndim 0, no shape,
+  // no strides); without, a flat view over all bytes.
+  const bool nd = (flags & PyBUF_ND) == PyBUF_ND;
+  const bool has_shape = nd && b.ndim() > 0;
+  view->ndim = nd ? b.ndim() : 1;
+  view->shape = has_shape ? b.shape().data() : nullptr;
+  view->strides =
+      has_shape && (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? b.strides().data() : nullptr;
   view->suboffsets = nullptr;
   view->internal = nullptr;
-  if (view->shape == nullptr) view->ndim = 1;  // a flat view over all bytes
-  if (view->shape == nullptr && view->format == nullptr) view->itemsize = 1;
+  if (!nd && view->format == nullptr) view->itemsize = 1;
   view->obj = Py_NewRef(self);
   return 0;
 }
