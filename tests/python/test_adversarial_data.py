@@ -84,6 +84,78 @@ def test_a_chain_of_queues_dropped_by_a_get_or_at_exit_from_a_channel():
     assert_ok(result, '1 50002')
 
 
+def test_a_huge_str_under_a_memory_limit_raises_memoryerror():
+    result = run_script(limited("""
+        import xinterp
+        q = xinterp.create_queue()
+        s = 'x' * (1100 << 20)
+        try:
+            q.put(s)
+        except MemoryError:
+            print('MemoryError')
+        print(q.qsize())
+        del s
+        q.put('small')
+        print(q.get(), xinterp.stats()[0]['borrows'])
+    """), timeout=120)
+    assert_ok(result, 'MemoryError 0 small 0')
+
+
+def test_many_distinct_strs_under_a_memory_limit_raise_memoryerror_and_release_borrows():
+    # The copy fails part-way, after a lent buffer was taken: the borrow goes back, nothing
+    # is queued.
+    result = run_script(limited("""
+        import xinterp
+        q = xinterp.create_queue()
+        value = (bytearray(8),) + tuple(str(k) + 'x' * (1 << 20) for k in range(1100))
+        try:
+            q.put(value)
+        except MemoryError:
+            print('MemoryError')
+        print(q.qsize(), xinterp.stats()[0]['borrows'])
+        del value
+        q.put((1, 'small'))
+        print(q.get())
+    """), timeout=120)
+    assert_ok(result, "MemoryError 0 0 (1, 'small')")
+
+
+def test_is_shareable_does_not_copy():
+    # 4096 references to one 1 MiB str: a check that copied each would need 4 GiB.
+    result = run_script(limited("""
+        import xinterp
+        big = 'x' * (1 << 20)
+        print(xinterp.is_shareable((big,) * 4096))
+        print(xinterp.is_shareable(((big, b'y' * (1 << 20)),) * 4096))
+        print(xinterp.is_shareable((big, [])))
+    """), timeout=120)
+    assert_ok(result, 'True True False')
+
+
+def test_one_big_object_repeated_in_a_tuple_is_copied_once():
+    # Copied once per object (str and bytes; a repeated sub-tuple is copied each time, its big
+    # items once): the receiver gets one str referenced 4096 times, as sent.
+    result = run_script(limited("""
+        import xinterp
+        q = xinterp.create_queue()
+        big = 'x' * (1 << 20)
+        data = b'y' * (1 << 20)
+        q.put((big,) * 4096)
+        q.put(((big, data, 'z' * 2000),) * 4096)
+        t = q.get()
+        print(len(t), all(s is t[0] for s in t), t[0] == big)
+        t = q.get()
+        print(len(t), all(u[0] is t[0][0] and u[1] is t[0][1] for u in t),
+              t[0] == (big, data, 'z' * 2000))
+        interp = xinterp.create()
+        interp.prepare_main(q=q)
+        q.put((big,) * 4096)
+        print(interp.call(eval, 'len(set(map(id, q.get())))', {'q': q}))
+        interp.close()
+    """), timeout=120)
+    assert_ok(result, '4096 True True 4096 True True 1')
+
+
 def test_a_0d_buffer_arrives_0d():
     result = run_script("""
         import xinterp

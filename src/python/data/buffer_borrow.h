@@ -37,7 +37,7 @@ class BufferBorrow {
  public:
   // Takes a C-contiguous buffer on obj, owned by the calling thread's interpreter, whose record
   // is `owner` (looked up if null). On failure returns nullptr with kNotShareable (not
-  // contiguous) or kPythonSet.
+  // contiguous) or kPythonSet (MemoryError included: the buffer is then given back).
   static std::shared_ptr<BufferBorrow> take(PyObject* obj, std::shared_ptr<InterpRecord> owner,
                                             Status* status);
   ~BufferBorrow();  // gives the Py_buffer back (see above)

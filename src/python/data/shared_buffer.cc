@@ -1,5 +1,7 @@
 #include "data/shared_buffer.h"
 
+#include <new>
+
 #include "cpython/cpython_private.h"
 
 namespace xinterp::python {
@@ -78,8 +80,12 @@ const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject
 PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type) {
   PyObject* exporter = type->tp_alloc(type, 0);
   if (exporter == nullptr) return nullptr;
-  reinterpret_cast<SharedBufferObject*>(exporter)->borrow =
-      new std::shared_ptr<BufferBorrow>(borrow);
+  auto* held = new (std::nothrow) std::shared_ptr<BufferBorrow>(borrow);
+  if (held == nullptr) {
+    Py_DECREF(exporter);  // its dealloc deletes a null borrow
+    return PyErr_NoMemory();
+  }
+  reinterpret_cast<SharedBufferObject*>(exporter)->borrow = held;
   PyThreadState* ts = cpy::current_tstate();
   borrow->set_holder(PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)));
   PyObject* view = PyMemoryView_FromObject(exporter);

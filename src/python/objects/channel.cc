@@ -1,6 +1,7 @@
 #include "objects/channel.h"
 
 #include <deque>
+#include <new>
 #include <utility>
 
 #include "base/wait_slice.h"
@@ -37,12 +38,16 @@ ChannelResult ChannelRegistry::send(XChannel& ch, Item&& item, bool wait_for_rec
                                     std::optional<std::chrono::nanoseconds> timeout) {
   if (ch.state.load() != ChannelState::kOpen) return ChannelResult::kClosed;
   std::shared_ptr<Receipt> receipt;
-  if (wait_for_receipt) {
-    receipt = std::make_shared<Receipt>();
-    item.receipt = receipt;
-  }
-  if (ch.items.put(std::move(item), std::nullopt) != QueueStatus::kOk) {
-    return ChannelResult::kClosed;
+  try {  // both allocate; nothing is queued if either fails
+    if (wait_for_receipt) {
+      receipt = std::make_shared<Receipt>();
+      item.receipt = receipt;
+    }
+    if (ch.items.put(std::move(item), std::nullopt) != QueueStatus::kOk) {
+      return ChannelResult::kClosed;
+    }
+  } catch (const std::bad_alloc&) {
+    return ChannelResult::kNoMemory;
   }
   if (!wait_for_receipt) return ChannelResult::kOk;
   Receipt& r = *receipt;
