@@ -202,3 +202,50 @@ def test_queues_that_hold_themselves_show_in_runtime_stats():
         print(xinterp.runtime_stats()['channels'])
     """, timeout=60)
     assert_ok(result, '0 0 0 3 0 1 3 3 1 0')
+
+
+def test_a_view_sent_on_and_on_is_not_a_chain_of_borrows():
+    # A received view of one's own memory put back 100 000 times: each hop borrowed the
+    # previous view, and the last release recursed through every one (segfault). Now each
+    # re-lent view holds the bytearray's borrow directly, with its own layout (a slice, a
+    # cast, read-only).
+    result = run_script("""
+        import xinterp
+        q = xinterp.create_queue()
+        mem = bytearray(range(16))
+        v = mem
+        for _ in range(100_000):
+            q.put(v)
+            v = q.get()
+        print(xinterp.stats()[0]['borrows'], v.tobytes() == bytes(mem))
+        del v
+        print(xinterp.stats()[0]['borrows'])
+
+        q.put(mem)
+        v = q.get()
+        q.put(v[4:12].cast('I').toreadonly())
+        w = q.get()
+        print(w.shape, w.format, w.readonly,
+              w.tolist() == memoryview(mem)[4:12].cast('I').tolist())
+        v.release()  # the view it came from may go: the memory stays held
+        print(w.tobytes() == bytes(mem[4:12]), xinterp.stats()[0]['borrows'])
+        del w
+        print(xinterp.stats()[0]['borrows'])
+
+        interp = xinterp.create()
+        interp.prepare_main(q=q)
+        # the same in a subinterpreter, over its own memory
+        interp.exec('''if True:
+            v = mem = bytearray(range(4))
+            for _ in range(20_000):
+                q.put(v)
+                v = q.get()
+            q.put(v[1:3])
+            del v
+            q.put(q.get().tolist())
+        ''')
+        print(q.get())
+        interp.close()
+        print(xinterp.stats()[0]['borrows'])
+    """, timeout=300)
+    assert_ok(result, '1 True 0 (2,) I True True True 1 0 [1, 2] 0')

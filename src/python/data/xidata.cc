@@ -234,7 +234,19 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
   if (PyObject_CheckBuffer(obj)) {
     if (probe) return 1;
     Status status;
-    out->buffer = BufferBorrow::take(obj, sender.record(), &status);
+    // A view of this interpreter's own lent memory, sent on: lent again from its root
+    // (Re-lending in buffer_borrow.h).
+    const SharedClasses* classes = PyMemoryView_Check(obj) ? sender.classes() : nullptr;
+    const std::shared_ptr<BufferBorrow>* base =
+        classes != nullptr && classes->shared_buffer != nullptr
+            ? borrow_of_view(obj, classes->shared_buffer)
+            : nullptr;
+    if (base != nullptr &&
+        (*base)->owner_py_id() != PyInterpreterState_GetID(PyInterpreterState_Get())) {
+      base = nullptr;
+    }
+    out->buffer = base != nullptr ? BufferBorrow::relend(obj, *base, &status)
+                                  : BufferBorrow::take(obj, sender.record(), &status);
     if (out->buffer == nullptr) {
       if (status.kind == ErrorKind::kPythonSet) return -1;
       // Not C-contiguous: sent as a copy, arriving as bytes.
