@@ -81,7 +81,14 @@ _known_queues = ObjectsById()
 
 
 class Queue:
-    """A cross-interpreter queue. One object per queue id in each interpreter."""
+    """A cross-interpreter queue. One object per queue id in each interpreter.
+
+    A queue lives while a Queue object (in any interpreter) or a queued value refers to it.
+    A queue that holds itself, directly (``q.put(q)``) or through others (two queues in each
+    other), is therefore never freed, even once every Queue object is gone: nothing collects
+    such cycles. ``xinterp.runtime_stats()`` shows them (``queues_held_only_by_values``); take
+    the items out with ``get()`` to break one.
+    """
 
     def __new__(cls, id, /):
         def make(id):

@@ -55,6 +55,8 @@ PyObject* channel_result_error(PyObject* module, ChannelResult r, int64_t id) {
                            id);
     case ChannelResult::kNotFound:
       return channel_error(module, Exc::kChannelNotFound, "channel %lld not found", id);
+    case ChannelResult::kNoMemory:
+      return PyErr_NoMemory();
     case ChannelResult::kOk:
       break;
   }

@@ -2,6 +2,7 @@
 // xinterp.queues.Queue puts and gets with no registry lookup on the hot path.
 #include <Python.h>
 
+#include <new>
 #include <optional>
 #include <utility>
 
@@ -140,15 +141,25 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   if (!s.ok()) return raise(module, s);
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;
-  QueueStatus qs = q.items.put(std::move(item), std::chrono::nanoseconds::zero());
+  // The queue's node is allocated in put(), possibly without the GIL: a failure is noted, not
+  // thrown through blocking(), and raised as MemoryError with nothing queued.
+  bool no_memory = false;
+  auto put = [&](std::optional<std::chrono::nanoseconds> t) {
+    try {
+      return q.items.put(std::move(item), t);
+    } catch (const std::bad_alloc&) {
+      no_memory = true;
+      return QueueStatus::kClosed;
+    }
+  };
+  QueueStatus qs = put(std::chrono::nanoseconds::zero());
   bool interrupted = false;
   if (qs == QueueStatus::kFull && block) {
     // A refused put leaves `item` in place (BlockingQueue moves only on success).
-    qs = blocking(
-        [&](std::optional<std::chrono::nanoseconds> t) { return q.items.put(std::move(item), t); },
-        call.timeout, QueueStatus::kTimeout, &interrupted);
+    qs = blocking(put, call.timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs == QueueStatus::kOk) Py_RETURN_NONE;
+  if (no_memory) return PyErr_NoMemory();
   if (interrupted) return nullptr;
   return queue_status_error(module, qs == QueueStatus::kTimeout ? QueueStatus::kFull : qs, q.id);
 }

@@ -7,6 +7,7 @@
 #include "bindings/module_state.h"
 #include "data/xidata.h"
 #include "engine/python_engine.h"
+#include "objects/channel.h"
 #include "objects/queue.h"
 
 namespace xinterp::python {
@@ -83,6 +84,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
   PythonEngine& engine = PythonEngine::get();
   const RegistryStats reg = engine.runtime().registry_stats();
   const FallbackStats fb = fallback_stats();
+  const QueueCounts queues = QueueRegistry::get().counts();
   return new_dict([&](PyObject* out) {
     PyObject* closed = new_dict([&](PyObject* d) { return add_owner_stats(d, reg.retired); });
     const int r = closed ? PyDict_SetItemString(out, "closed_interpreters", closed) : -1;
@@ -95,7 +97,9 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"stranded_at_exit", engine.stranded_at_exit()},
                               {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
                               {"exit_interrupts_refused", engine.exit_interrupts_refused()},
-                              {"queues", QueueRegistry::get().all().size()},
+                              {"queues", queues.live},
+                              {"queues_held_only_by_values", queues.held_only_by_values},
+                              {"channels", ChannelRegistry::get().all().size()},
                               {"fallback_pickled", fb.pickled},
                               {"fallback_function_code", fb.function_code},
                               {"fallback_buffer_copied", fb.buffer_copied},

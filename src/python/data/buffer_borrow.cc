@@ -1,5 +1,7 @@
 #include "data/buffer_borrow.h"
 
+#include <new>
+
 #include "base/fail.h"
 #include "base/mutex.h"
 #include "engine/python_engine.h"
@@ -24,32 +26,91 @@ std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<
                             "only C-contiguous buffers are shared without a copy");
     return nullptr;
   }
-  std::shared_ptr<BufferBorrow> b(new BufferBorrow());
-  b->buf_ = view.buf;
-  b->len_ = view.len;
-  b->itemsize_ = view.itemsize;
-  b->readonly_ = view.readonly != 0;
-  b->owner_py_id_ = owner->py_id;
-  b->format_ = view.format ? view.format : "B";
-  if (view.ndim > 0) {
-    const Py_ssize_t* shape = view.shape ? view.shape : &view.len;
-    b->shape_.assign(shape, shape + view.ndim);
-  }
-  b->strides_.resize(b->shape_.size());
-  Py_ssize_t stride = view.itemsize;
-  for (size_t k = b->shape_.size(); k-- > 0;) {
-    b->strides_[k] = stride;
-    stride *= b->shape_[k];
-  }
-  lent->owner = owner;
-  {
+  // Everything that allocates runs before the borrow is registered, or is undone with it: an
+  // allocation failure raises MemoryError with the buffer given back and nothing counted.
+  auto no_memory = [&](bool registered) -> std::shared_ptr<BufferBorrow> {
+    if (registered) {
+      internal::MutexLock lock(owner->borrow_mu);
+      owner->borrowed.erase(lent.get());
+    }
+    PyBuffer_Release(&view);
+    PyErr_NoMemory();
+    *status = Status::error(ErrorKind::kPythonSet, "");
+    return nullptr;
+  };
+  std::shared_ptr<BufferBorrow> b;
+  try {
+    b.reset(new BufferBorrow());
+    b->owner_py_id_ = owner->py_id;
+    b->copy_layout(view);
+    lent->owner = owner;
     internal::MutexLock lock(owner->borrow_mu);
     owner->borrowed.insert(lent.get());
+  } catch (const std::bad_alloc&) {
+    return no_memory(false);
+  }
+  try {
+    b->handle_ = OwnerBound(owner->owner, lent.get(), &BufferBorrow::release);
+  } catch (const std::bad_alloc&) {
+    return no_memory(true);
   }
   owner->borrows.fetch_add(1, std::memory_order_relaxed);
   b->lent_ = lent.release();
-  b->handle_ = OwnerBound(owner->owner, b->lent_, &BufferBorrow::release);
   b->check_in_owner();
+  return b;
+}
+
+void BufferBorrow::copy_layout(const Py_buffer& view) {
+  buf_ = view.buf;
+  len_ = view.len;
+  itemsize_ = view.itemsize;
+  readonly_ = view.readonly != 0;
+  format_ = view.format ? view.format : "B";
+  // 0-d (a scalar: memoryview.cast(fmt, shape=[])) stays 0-d: ndim 0, no shape.
+  ndim_ = view.ndim;
+  shape_.clear();
+  if (view.ndim > 0) {
+    const Py_ssize_t* shape = view.shape ? view.shape : &view.len;
+    shape_.assign(shape, shape + view.ndim);
+  }
+  strides_.resize(shape_.size());
+  Py_ssize_t stride = view.itemsize;
+  for (size_t k = shape_.size(); k-- > 0;) {
+    strides_[k] = stride;
+    stride *= shape_[k];
+  }
+}
+
+std::shared_ptr<BufferBorrow> BufferBorrow::relend(PyObject* obj,
+                                                   const std::shared_ptr<BufferBorrow>& base,
+                                                   Status* status) {
+  // The layout is read from the view, then the view is given back at once: the memory is
+  // base's root's, held by the new borrow.
+  Py_buffer view;
+  if (PyObject_GetBuffer(obj, &view, PyBUF_FULL_RO) < 0) {
+    *status = Status::error(ErrorKind::kPythonSet, "");
+    return nullptr;
+  }
+  if (!PyBuffer_IsContiguous(&view, 'C')) {
+    PyBuffer_Release(&view);
+    *status = Status::error(ErrorKind::kNotShareable,
+                            "only C-contiguous buffers are shared without a copy");
+    return nullptr;
+  }
+  std::shared_ptr<BufferBorrow> b;
+  try {
+    b.reset(new BufferBorrow());
+    b->root_ = base->root_ != nullptr ? base->root_ : base;
+    b->owner_py_id_ = b->root_->owner_py_id_;
+    b->copy_layout(view);
+  } catch (const std::bad_alloc&) {
+    b = nullptr;
+  }
+  PyBuffer_Release(&view);
+  if (b == nullptr) {
+    PyErr_NoMemory();
+    *status = Status::error(ErrorKind::kPythonSet, "");
+  }
   return b;
 }
 

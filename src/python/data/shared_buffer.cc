@@ -1,5 +1,7 @@
 #include "data/shared_buffer.h"
 
+#include <new>
+
 #include "cpython/cpython_private.h"
 
 namespace xinterp::python {
@@ -23,13 +25,17 @@ int shared_buffer_getbuffer(PyObject* self, Py_buffer* view, int flags) {
   view->readonly = b.readonly();
   view->itemsize = b.itemsize();
   view->format = (flags & PyBUF_FORMAT) ? const_cast<char*>(b.format().c_str()) : nullptr;
-  view->ndim = static_cast<int>(b.shape().size());
-  view->shape = (flags & PyBUF_ND) == PyBUF_ND ? b.shape().data() : nullptr;
-  view->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? b.strides().data() : nullptr;
+  // With its shape asked for (PyBUF_ND), the exporter's own: 0-d stays 0-d (ndim 0, no shape,
+  // no strides); without, a flat view over all bytes.
+  const bool nd = (flags & PyBUF_ND) == PyBUF_ND;
+  const bool has_shape = nd && b.ndim() > 0;
+  view->ndim = nd ? b.ndim() : 1;
+  view->shape = has_shape ? b.shape().data() : nullptr;
+  view->strides =
+      has_shape && (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? b.strides().data() : nullptr;
   view->suboffsets = nullptr;
   view->internal = nullptr;
-  if (view->shape == nullptr) view->ndim = 1;  // a flat view over all bytes
-  if (view->shape == nullptr && view->format == nullptr) view->itemsize = 1;
+  if (!nd && view->format == nullptr) view->itemsize = 1;
   view->obj = Py_NewRef(self);
   return 0;
 }
@@ -74,8 +80,12 @@ const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject
 PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* type) {
   PyObject* exporter = type->tp_alloc(type, 0);
   if (exporter == nullptr) return nullptr;
-  reinterpret_cast<SharedBufferObject*>(exporter)->borrow =
-      new std::shared_ptr<BufferBorrow>(borrow);
+  auto* held = new (std::nothrow) std::shared_ptr<BufferBorrow>(borrow);
+  if (held == nullptr) {
+    Py_DECREF(exporter);  // its dealloc deletes a null borrow
+    return PyErr_NoMemory();
+  }
+  reinterpret_cast<SharedBufferObject*>(exporter)->borrow = held;
   PyThreadState* ts = cpy::current_tstate();
   borrow->set_holder(PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)));
   PyObject* view = PyMemoryView_FromObject(exporter);

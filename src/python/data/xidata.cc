@@ -3,6 +3,8 @@
 #include <marshal.h>
 
 #include <atomic>
+#include <new>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -17,6 +19,10 @@ constexpr int kMaxDepth = 200;
 // Values in a natively shared tuple, counting a sub-tuple referenced n times n times (it is
 // copied n times): a tuple of 100 objects can reference 2**100 of them.
 constexpr size_t kMaxItems = size_t{1} << 22;
+// A str or bytes at least this long (code points, bytes) is copied once per encode() however
+// often the value references it (SenderContext::repeat); shorter ones cost less to copy again
+// than to look up.
+constexpr Py_ssize_t kShareOnceMin = 1024;
 
 // The number of values `tuple` holds as encode_native would copy them, saturating just above
 // `limit`. Memoized per tuple object, so time and memory follow the objects, not the copies.
@@ -50,6 +56,20 @@ bool too_many_items(PyObject* obj) {
   return expanded_size(obj, 0, kMaxItems, &memo) > kMaxItems;
 }
 
+// A new reference, dropped when it goes out of scope: a C++ allocation failure (thrown, then
+// caught by or_memory_error) leaks no object.
+class Ref {
+ public:
+  explicit Ref(PyObject* obj) noexcept : obj_(obj) {}
+  ~Ref() { Py_XDECREF(obj_); }
+  Ref(const Ref&) = delete;
+  Ref& operator=(const Ref&) = delete;
+  PyObject* get() const noexcept { return obj_; }
+
+ private:
+  PyObject* obj_;
+};
+
 std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0}, g_bytes_copied_out{0};
 
 std::atomic<ObjectBinder> g_queue_binder{nullptr};
@@ -79,7 +99,30 @@ class SenderContext {
   // The sender's record, or null (BufferBorrow::take then looks it up).
   std::shared_ptr<InterpRecord> record() const { return record_ != nullptr ? *record_ : nullptr; }
 
+  // For a str or bytes object seen before in this value: makes `out` share the first copy
+  // (moved into XValue::shared on the first repeat) or the first borrow, and returns true.
+  // Otherwise remembers `out` as obj's first copy and returns false. The XValue pointers stay
+  // valid: a tuple's items are sized before any of them is encoded, and never resized.
+  bool repeat(PyObject* obj, XValue* out) {
+    auto [it, inserted] = seen_.try_emplace(obj, out);
+    if (inserted) return false;
+    XValue* first = it->second;
+    out->kind = first->kind;
+    out->surrogates = first->surrogates;
+    if (first->kind == XValue::Kind::kBytesBorrow) {
+      out->buffer = first->buffer;
+      return true;
+    }
+    if (first->shared == nullptr) {
+      first->shared = std::make_shared<const std::string>(std::move(first->data));
+      first->data = std::string();
+    }
+    out->shared = first->shared;
+    return true;
+  }
+
  private:
+  std::unordered_map<PyObject*, XValue*> seen_;  // big str and bytes objects: their first copy
   const std::shared_ptr<InterpRecord>* record_ = nullptr;
   const SharedClasses* classes_ = nullptr;
   bool looked_up_ = false;
@@ -118,19 +161,16 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
       out->i = v;
       return 1;
     }
+    if (probe) return 1;  // any size travels
     // In hex: decimal conversion is refused beyond sys.get_int_max_str_digits() (4300 digits
     // by default), power-of-two bases never are, so an int of any size travels.
-    PyObject* text = PyNumber_ToBase(obj, 16);
-    if (text == nullptr) return -1;
+    Ref text(PyNumber_ToBase(obj, 16));
+    if (text.get() == nullptr) return -1;
     Py_ssize_t n = 0;
-    const char* s = PyUnicode_AsUTF8AndSize(text, &n);
-    if (s == nullptr) {
-      Py_DECREF(text);
-      return -1;
-    }
+    const char* s = PyUnicode_AsUTF8AndSize(text.get(), &n);
+    if (s == nullptr) return -1;
     out->kind = XValue::Kind::kBigInt;
     out->data.assign(s, static_cast<size_t>(n));
-    Py_DECREF(text);
     return 1;
   }
   if (PyFloat_CheckExact(obj)) {
@@ -139,6 +179,8 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
     return 1;
   }
   if (PyUnicode_CheckExact(obj)) {
+    if (probe) return 1;  // every str travels (lone surrogates too): no need to copy it
+    if (PyUnicode_GET_LENGTH(obj) >= kShareOnceMin && sender.repeat(obj, out)) return 1;
     out->kind = XValue::Kind::kStr;
     Py_ssize_t n = 0;
     const char* s = PyUnicode_AsUTF8AndSize(obj, &n);
@@ -147,15 +189,17 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
       return 1;
     }
     PyErr_Clear();  // lone surrogates: carry them through
-    PyObject* raw = PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass");
-    if (raw == nullptr) return -1;
-    out->data.assign(PyBytes_AS_STRING(raw), static_cast<size_t>(PyBytes_GET_SIZE(raw)));
+    Ref raw(PyUnicode_AsEncodedString(obj, "utf-8", "surrogatepass"));
+    if (raw.get() == nullptr) return -1;
+    out->data.assign(PyBytes_AS_STRING(raw.get()),
+                     static_cast<size_t>(PyBytes_GET_SIZE(raw.get())));
     out->surrogates = true;
-    Py_DECREF(raw);
     return 1;
   }
   if (PyBytes_CheckExact(obj)) {
-    if (static_cast<size_t>(PyBytes_GET_SIZE(obj)) >= kBytesBorrowMin && !probe) {
+    if (probe) return 1;
+    if (PyBytes_GET_SIZE(obj) >= kShareOnceMin && sender.repeat(obj, out)) return 1;
+    if (static_cast<size_t>(PyBytes_GET_SIZE(obj)) >= kBytesBorrowMin) {
       Status status;
       out->buffer = BufferBorrow::take(obj, sender.record(), &status);
       if (out->buffer != nullptr) {
@@ -170,6 +214,14 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
   }
   if (PyTuple_CheckExact(obj)) {
     const Py_ssize_t n = PyTuple_GET_SIZE(obj);
+    if (probe) {  // checked item by item into one scratch value: nothing is kept
+      for (Py_ssize_t k = 0; k < n; ++k) {
+        int r = encode_native(PyTuple_GET_ITEM(obj, k), out, depth + 1, probe, sender);
+        if (r != 1) return r;
+      }
+      out->kind = XValue::Kind::kTuple;
+      return 1;
+    }
     out->kind = XValue::Kind::kTuple;
     out->items.resize(static_cast<size_t>(n));
     for (Py_ssize_t k = 0; k < n; ++k) {
@@ -182,16 +234,28 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
   if (PyObject_CheckBuffer(obj)) {
     if (probe) return 1;
     Status status;
-    out->buffer = BufferBorrow::take(obj, sender.record(), &status);
+    // A view of this interpreter's own lent memory, sent on: lent again from its root
+    // (Re-lending in buffer_borrow.h).
+    const SharedClasses* classes = PyMemoryView_Check(obj) ? sender.classes() : nullptr;
+    const std::shared_ptr<BufferBorrow>* base =
+        classes != nullptr && classes->shared_buffer != nullptr
+            ? borrow_of_view(obj, classes->shared_buffer)
+            : nullptr;
+    if (base != nullptr &&
+        (*base)->owner_py_id() != PyInterpreterState_GetID(PyInterpreterState_Get())) {
+      base = nullptr;
+    }
+    out->buffer = base != nullptr ? BufferBorrow::relend(obj, *base, &status)
+                                  : BufferBorrow::take(obj, sender.record(), &status);
     if (out->buffer == nullptr) {
       if (status.kind == ErrorKind::kPythonSet) return -1;
       // Not C-contiguous: sent as a copy, arriving as bytes.
-      PyObject* copy = PyBytes_FromObject(obj);
-      if (copy == nullptr) return -1;
-      g_buffer_copied.fetch_add(1, std::memory_order_relaxed);
+      Ref copy(PyBytes_FromObject(obj));
+      if (copy.get() == nullptr) return -1;
       out->kind = XValue::Kind::kBytes;
-      out->data.assign(PyBytes_AS_STRING(copy), static_cast<size_t>(PyBytes_GET_SIZE(copy)));
-      Py_DECREF(copy);
+      out->data.assign(PyBytes_AS_STRING(copy.get()),
+                       static_cast<size_t>(PyBytes_GET_SIZE(copy.get())));
+      g_buffer_copied.fetch_add(1, std::memory_order_relaxed);
       return 1;
     }
     out->kind = XValue::Kind::kBuffer;
@@ -283,11 +347,11 @@ Status encode_function(PyObject* fn, XValue* out) {
     return not_shareable(fn, "a function with a closure cannot be sent");
   }
   PyObject* code = PyFunction_GetCode(fn);
-  PyObject* bytes = PyMarshal_WriteObjectToString(code, Py_MARSHAL_VERSION);
-  if (bytes == nullptr) return not_shareable(fn, "its code cannot be marshalled");
+  Ref bytes(PyMarshal_WriteObjectToString(code, Py_MARSHAL_VERSION));
+  if (bytes.get() == nullptr) return not_shareable(fn, "its code cannot be marshalled");
   out->kind = XValue::Kind::kFunction;
-  out->data.assign(PyBytes_AS_STRING(bytes), static_cast<size_t>(PyBytes_GET_SIZE(bytes)));
-  Py_DECREF(bytes);
+  out->data.assign(PyBytes_AS_STRING(bytes.get()),
+                   static_cast<size_t>(PyBytes_GET_SIZE(bytes.get())));
   out->items.resize(2);
   PyObject* defaults = PyFunction_GetDefaults(fn);
   PyObject* kwdefaults = PyFunction_GetKwDefaults(fn);
@@ -344,14 +408,31 @@ bool XValue::holds_borrow() const noexcept {
   return false;
 }
 
-void XValue::copy_borrowed_bytes(std::vector<std::shared_ptr<BufferBorrow>>* released) {
-  if (kind == Kind::kBytesBorrow) {
-    data.assign(static_cast<const char*>(buffer->buf()), static_cast<size_t>(buffer->len()));
-    kind = Kind::kBytes;
-    g_bytes_copied_out.fetch_add(1, std::memory_order_relaxed);
-    released->push_back(std::move(buffer));  // goes back to the sender once dropped
+namespace {
+
+// copy_borrowed_bytes(), with the copies made so far: a borrow that the value holds several
+// times (one bytes object repeated) is copied once, and the copies share it.
+void copy_out(XValue& v, std::vector<std::shared_ptr<BufferBorrow>>* released,
+              std::unordered_map<const BufferBorrow*, std::shared_ptr<const std::string>>* copies) {
+  if (v.kind == XValue::Kind::kBytesBorrow) {
+    std::shared_ptr<const std::string>& copy = (*copies)[v.buffer.get()];
+    if (copy == nullptr) {
+      copy = std::make_shared<const std::string>(static_cast<const char*>(v.buffer->buf()),
+                                                 static_cast<size_t>(v.buffer->len()));
+      g_bytes_copied_out.fetch_add(1, std::memory_order_relaxed);
+    }
+    v.shared = copy;
+    v.kind = XValue::Kind::kBytes;
+    released->push_back(std::move(v.buffer));  // goes back to the sender once dropped
   }
-  for (XValue& item : items) item.copy_borrowed_bytes(released);
+  for (XValue& item : v.items) copy_out(item, released, copies);
+}
+
+}  // namespace
+
+void XValue::copy_borrowed_bytes(std::vector<std::shared_ptr<BufferBorrow>>* released) {
+  std::unordered_map<const BufferBorrow*, std::shared_ptr<const std::string>> copies;
+  copy_out(*this, released, &copies);
 }
 
 FallbackStats fallback_stats() noexcept {
@@ -371,22 +452,47 @@ void set_classes_lookup(ClassesLookup lookup) noexcept {
   g_classes_lookup.store(lookup, std::memory_order_release);
 }
 
+namespace {
+
+// Runs fn(), turning a C++ allocation failure into MemoryError (the error value `failed`).
+template <class Fn, class R>
+R or_memory_error(Fn fn, R failed) {
+  try {
+    return fn();
+  } catch (const std::bad_alloc&) {
+  } catch (const std::length_error&) {  // a std::string or vector asked for more than max_size
+  }
+  PyErr_NoMemory();
+  return failed;
+}
+
+}  // namespace
+
 bool is_natively_shareable(PyObject* obj) {
-  if (too_many_items(obj)) return false;
-  XValue scratch;
-  SenderContext sender(nullptr);
-  int r = encode_native(obj, &scratch, 0, /*probe=*/true, sender);
-  if (r < 0) PyErr_Clear();
+  const int r = or_memory_error(
+      [&] {
+        if (too_many_items(obj)) return 0;
+        XValue scratch;
+        SenderContext sender(nullptr);
+        return encode_native(obj, &scratch, 0, /*probe=*/true, sender);
+      },
+      -1);
+  if (r < 0) PyErr_Clear();  // a yes/no question: an object that fails to tell is not shareable
   return r == 1;
 }
 
 Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given) {
   *out = XValue();
-  SenderContext sender(given);
-  int r = too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false, sender);
+  const int r = or_memory_error(
+      [&] {
+        SenderContext sender(given);
+        return too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false, sender);
+      },
+      -1);
   if (r == 1) return Status();
-  if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
+  // On failure the partial value goes now, giving back what it took (borrows, queue refs).
   *out = XValue();
+  if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
   if (fallback == Fallback::kNone) {
     return not_shareable(obj, ("only None, bool, int, float, str, bytes, buffers, tuples of them "
                                "(nested at most " +
@@ -396,8 +502,10 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
                                   .c_str());
   }
   if (PyFunction_Check(obj) && needs_code_transport(obj)) {
-    Status s = encode_function(obj, out);
+    Status s = or_memory_error([&] { return encode_function(obj, out); },
+                               Status::error(ErrorKind::kPythonSet, ""));
     if (s.ok()) g_function_code.fetch_add(1, std::memory_order_relaxed);
+    if (!s.ok()) *out = XValue();
     return s;
   }
   PyObject* protocol = PyLong_FromLong(-1);
@@ -416,14 +524,46 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
     }
     return not_shareable(obj, why.c_str());
   }
+  const bool copied = or_memory_error(
+      [&] {
+        out->data.assign(PyBytes_AS_STRING(pickled),
+                         static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
+        return true;
+      },
+      false);
+  Py_DECREF(pickled);
+  if (!copied) return Status::error(ErrorKind::kPythonSet, "");
   g_pickled.fetch_add(1, std::memory_order_relaxed);
   out->kind = XValue::Kind::kPickled;
-  out->data.assign(PyBytes_AS_STRING(pickled), static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
-  Py_DECREF(pickled);
   return Status();
 }
 
-PyObject* decode(const XValue& value, const SharedClasses* classes) {
+namespace {
+
+// The objects decoded from shared payloads (XValue::shared, a kBytesBorrow's borrow), by
+// payload: a payload met again decodes into the same object. Borrowed references, kept alive
+// by the result under construction.
+using DecodeMemo = std::unordered_map<const void*, PyObject*>;
+
+PyObject* decode_value(const XValue& value, const SharedClasses* classes, DecodeMemo* memo);
+
+// A payload's object: the memoized one, or make() remembered. Throws nothing (decode_value
+// builds tuples holding new references, which an exception would leak).
+template <class Make>
+PyObject* decode_shared(const void* key, DecodeMemo* memo, Make make) {
+  if (auto it = memo->find(key); it != memo->end()) return Py_NewRef(it->second);
+  PyObject* obj = make();
+  if (obj == nullptr) return nullptr;
+  try {
+    memo->emplace(key, obj);
+  } catch (const std::bad_alloc&) {
+    Py_DECREF(obj);
+    return PyErr_NoMemory();
+  }
+  return obj;
+}
+
+PyObject* decode_value(const XValue& value, const SharedClasses* classes, DecodeMemo* memo) {
   switch (value.kind) {
     case XValue::Kind::kNone:
       Py_RETURN_NONE;
@@ -436,16 +576,21 @@ PyObject* decode(const XValue& value, const SharedClasses* classes) {
     case XValue::Kind::kFloat:
       return PyFloat_FromDouble(value.f);
     case XValue::Kind::kStr:
-      return PyUnicode_DecodeUTF8(value.data.data(), static_cast<Py_ssize_t>(value.data.size()),
-                                  value.surrogates ? "surrogatepass" : nullptr);
-    case XValue::Kind::kBytes:
-      return PyBytes_FromStringAndSize(value.data.data(),
-                                       static_cast<Py_ssize_t>(value.data.size()));
+    case XValue::Kind::kBytes: {
+      auto make = [&value] {
+        const std::string& p = value.payload();
+        const auto n = static_cast<Py_ssize_t>(p.size());
+        return value.kind == XValue::Kind::kStr
+                   ? PyUnicode_DecodeUTF8(p.data(), n, value.surrogates ? "surrogatepass" : nullptr)
+                   : PyBytes_FromStringAndSize(p.data(), n);
+      };
+      return value.shared == nullptr ? make() : decode_shared(value.shared.get(), memo, make);
+    }
     case XValue::Kind::kTuple: {
       PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
       if (t == nullptr) return nullptr;
       for (size_t k = 0; k < value.items.size(); ++k) {
-        PyObject* item = decode(value.items[k], classes);
+        PyObject* item = decode_value(value.items[k], classes, memo);
         if (item == nullptr) {
           Py_DECREF(t);
           return nullptr;
@@ -480,8 +625,10 @@ PyObject* decode(const XValue& value, const SharedClasses* classes) {
       return make_view(value.buffer, classes->shared_buffer);
     }
     case XValue::Kind::kBytesBorrow:
-      return PyBytes_FromStringAndSize(static_cast<const char*>(value.buffer->buf()),
-                                       value.buffer->len());
+      return decode_shared(value.buffer.get(), memo, [&value] {
+        return PyBytes_FromStringAndSize(static_cast<const char*>(value.buffer->buf()),
+                                         value.buffer->len());
+      });
     case XValue::Kind::kQueue:
     case XValue::Kind::kInterpreter:
     case XValue::Kind::kRecvChannel:
@@ -516,6 +663,18 @@ PyObject* decode(const XValue& value, const SharedClasses* classes) {
   }
   PyErr_SetString(PyExc_SystemError, "xinterp: corrupt cross-interpreter value");
   return nullptr;
+}
+
+}  // namespace
+
+PyObject* decode(const XValue& value, const SharedClasses* classes) {
+  // A backstop: decode_value allocates only in decode_shared, which throws nothing.
+  return or_memory_error(
+      [&] {
+        DecodeMemo memo;
+        return decode_value(value, classes, &memo);
+      },
+      static_cast<PyObject*>(nullptr));
 }
 
 }  // namespace xinterp::python

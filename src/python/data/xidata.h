@@ -30,6 +30,20 @@
 //   - anything else goes through pickle (pickle.dumps in the sender, pickle.loads in the
 //     receiver).
 //
+// Copies: a str or bytes object that a tuple references many times is copied once and decoded
+// into one object (XValue::shared, kBytesBorrow's borrow), so ("x" * 2**20,) * 4096 costs 1 MiB,
+// not 4 GiB, and the receiver gets the same sharing the sender had. is_natively_shareable()
+// never copies anything.
+//
+// Depth: XValues nest only as deep as natively shared tuples may (kMaxDepth, 200) plus the two
+// levels of a function's defaults, so their destructor, decode(), holds_borrow() and
+// copy_borrowed_bytes() recurse a bounded depth; deeper data goes by pickle, whose payload is
+// flat (and pickle refuses very deep data with RecursionError, reported as NotShareableError).
+//
+// Memory: encode(), decode() and is_natively_shareable() report an allocation failure as
+// MemoryError (kPythonSet), never as a C++ exception; whatever a failed encode() took (lent
+// buffers, queue references) is given back before it returns.
+//
 // Requirements: encode() runs attached to the sender, decode() attached to the receiver.
 // Threading: an XValue is plain data; hand it between threads freely.
 #pragma once
@@ -104,11 +118,18 @@ struct XValue {
   bool b = false;
   int64_t i = 0;
   double f = 0.0;
-  bool surrogates = false;    // kStr: `data` holds lone surrogates (encoded with surrogatepass)
-  std::string data;           // str as UTF-8, bytes, big int in hex, pickle, marshalled code
-  std::vector<XValue> items;  // tuple items; kFunction: {defaults, kwdefaults}
+  bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
+  std::string data;         // str as UTF-8, bytes, big int in hex, pickle, marshalled code
+  // kStr / kBytes: the payload instead of `data` (then empty) when one str or bytes object
+  // appears more than once in a value (a tuple repeating it): copied once, shared by every
+  // occurrence, and decoded into one object again (payload()).
+  std::shared_ptr<const std::string> shared;
+  std::vector<XValue> items;             // tuple items; kFunction: {defaults, kwdefaults}
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
   std::shared_ptr<ObjectRef> ref;        // kQueue: keeps the queue alive (i is its id)
+
+  // kStr / kBytes: the bytes, wherever they are kept.
+  const std::string& payload() const noexcept { return shared != nullptr ? *shared : data; }
 
   // Whether this value (or a tuple item) holds a lent buffer (kBuffer), i.e. depends on its
   // sender in a way that copying cannot undo.

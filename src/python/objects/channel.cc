@@ -1,6 +1,7 @@
 #include "objects/channel.h"
 
 #include <deque>
+#include <new>
 #include <utility>
 
 #include "base/wait_slice.h"
@@ -36,12 +37,17 @@ int64_t ChannelRegistry::create(UnboundOp unbound) {
 ChannelResult ChannelRegistry::post(XChannel& ch, Item&& item, bool wait_for_receipt,
                                     std::shared_ptr<Receipt>* receipt) {
   if (ch.state.load() != ChannelState::kOpen) return ChannelResult::kClosed;
-  if (wait_for_receipt) {
-    *receipt = std::make_shared<Receipt>();
-    item.receipt = *receipt;
-  }
-  if (ch.items.put(std::move(item), std::nullopt) != QueueStatus::kOk) {
-    return ChannelResult::kClosed;
+  try {  // both allocate; nothing is queued if either fails
+    if (wait_for_receipt) {
+      *receipt = std::make_shared<Receipt>();
+      item.receipt = *receipt;
+    }
+    if (ch.items.put(std::move(item), std::nullopt) != QueueStatus::kOk) {
+      return ChannelResult::kClosed;
+    }
+  } catch (const std::bad_alloc&) {
+    receipt->reset();
+    return ChannelResult::kNoMemory;
   }
   return ChannelResult::kOk;
 }

@@ -47,7 +47,8 @@ struct XChannel {
   std::atomic<ChannelState> state{ChannelState::kOpen};
 };
 
-enum class ChannelResult { kOk, kTimeout, kEmpty, kClosed, kNotEmpty, kNotFound };
+// kNoMemory: post() could not allocate (its item is not queued); MemoryError.
+enum class ChannelResult { kOk, kTimeout, kEmpty, kClosed, kNotEmpty, kNotFound, kNoMemory };
 
 class ChannelRegistry final : public EngineListener {
  public:

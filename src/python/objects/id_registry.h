@@ -61,6 +61,14 @@ class IdRegistry {
     return true;
   }
 
+  // Runs fn(T&) on every registered object under the registry's lock (for statistics over
+  // state that the lock guards). fn must not take other locks.
+  template <class Fn>
+  void for_each_locked(Fn fn) XI_EXCLUDES(mu_) {
+    internal::MutexLock lock(mu_);
+    for (const auto& [id, p] : live_) fn(*p);
+  }
+
   // Unregisters `id` if registered and pred(T&) (under the lock) says so; returns the object
   // for the caller to finish outside the lock, or nullptr.
   template <class Pred>

@@ -7,6 +7,18 @@
 // (their lent buffers released in their owners). When a sender closes, its items follow their
 // unbound policy (item.h).
 //
+// Chains: dropping a queue's items can drop the last reference to another queue (a Queue put in
+// a queue), whose items can hold another, and so on: a chain as long as the user made it. The
+// thread that released the first destroys them one after another (a worklist), never by
+// recursing, so no chain overflows the C stack.
+//
+// Cycles: a queue that holds itself (q.put(q)), or queues holding each other, keep each other
+// alive after every Queue object is gone; they are not collected (nothing here can tell such a
+// cycle from a queue a value in transit is about to hand over). runtime_stats() shows them:
+// "queues" counts the live queues, "queues_held_only_by_values" those no Queue object refers to
+// (a queue inside a value still queued or in transit: a cycle if it stays so). Take the items
+// out (get()) to break a cycle.
+//
 // Threading: every function is thread-safe; blocking ones are called without a GIL.
 #pragma once
 
@@ -39,6 +51,14 @@ struct XQueue {
   const UnboundOp unbound;  // the default for put()
   const bool syncobj;       // the default for put(): shareable objects only, no pickle
   int64_t refs = 1;         // written under the registry's lock (IdRegistry::with_locked)
+  int64_t value_refs = 0;   // of refs, those held by values (QueueRef); under the same lock
+  std::shared_ptr<XQueue> next_dying;  // QueueRegistry::release()'s worklist (a stack)
+};
+
+// Live queues, for runtime_stats().
+struct QueueCounts {
+  uint64_t live = 0;
+  uint64_t held_only_by_values = 0;  // every reference is a value's: no Queue object
 };
 
 class QueueRegistry final : public EngineListener {
@@ -47,8 +67,12 @@ class QueueRegistry final : public EngineListener {
 
   int64_t create(size_t maxsize, UnboundOp unbound, bool syncobj);  // with one reference
   std::shared_ptr<XQueue> find(int64_t id) { return queues_.find(id); }
-  bool bind(int64_t id);     // one more reference; false if no such queue
-  void release(int64_t id);  // one less; the last destroys the queue
+  // One more reference (from a value in transit: `by_value`); false if no such queue.
+  bool bind(int64_t id, bool by_value = false);
+  // One less (given by bind() with the same `by_value`); the last destroys the queue, and any
+  // queue only its items held, iteratively (see Chains above).
+  void release(int64_t id, bool by_value = false);
+  QueueCounts counts();
   std::vector<std::shared_ptr<XQueue>> all() { return queues_.all(); }
   // Items sent by interpreter `sender` still in some queue (a scan: for stats, not hot paths).
   int64_t queued_by(int64_t sender);
