@@ -107,7 +107,13 @@ def create():
 
 def list_all():
     """Return all interpreters xinterp knows."""
-    return [Interpreter(id, _whence=whence) for id, whence in _xinterp.list_all()]
+    interps = []
+    for id, whence in _xinterp.list_all():
+        try:
+            interps.append(Interpreter(id, _whence=whence))
+        except InterpreterNotFoundError:
+            pass  # closed since it was listed (another thread dropped its last reference)
+    return interps
 
 
 def get_current():
@@ -157,7 +163,11 @@ class Interpreter:
 
     def __new__(cls, id, /, _whence=None, _ownsref=None):
         # There is only one instance for any given ID (per interpreter).
+        made = False
+
         def make(id):
+            nonlocal made
+            made = True
             whence = _xinterp.whence(id) if _whence is None else _whence  # NotFound if unknown
             ownsref = (whence == _xinterp.WHENCE_STDLIB) if _ownsref is None else _ownsref
             self = super(Interpreter, cls).__new__(cls)
@@ -170,7 +180,16 @@ class Interpreter:
                 _xinterp.incref(id)  # may raise InterpreterNotFoundError
                 self._ownsref = True
             return self
-        return _known.get_or_make(id, make)
+        interp = _known.get_or_make(id, make)
+        if _ownsref == 'adopt' and not made:
+            # Another thread (list_all(), Interpreter(id)) made this id's object between
+            # create() and here, taking a reference of its own: the object keeps one, never two,
+            # or the interpreter would outlive its last object.
+            if interp._ownsref:
+                _xinterp.decref(id)
+            else:
+                interp._ownsref = True
+        return interp
 
     def __repr__(self):
         return f'{type(self).__name__}({self.id})'
