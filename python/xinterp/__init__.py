@@ -12,6 +12,7 @@ import atexit as _atexit
 import sys as _sys
 import threading as _threading
 import types as _types
+import weakref as _weakref
 
 from . import _xinterp
 from ._by_id import ObjectsById
@@ -136,6 +137,15 @@ def get_main():
 _known = ObjectsById()
 
 
+def _drop_reference(id):
+    """An owning Interpreter object died: drop its reference (the last one closes it)."""
+    try:
+        _xinterp.decref(id)
+    except InterpreterNotFoundError:
+        pass  # already gone: there is no reference left to drop
+    # Anything else is a bug and surfaces, reported as unraisable.
+
+
 class Interpreter:
     """A single Python interpreter.
 
@@ -175,10 +185,10 @@ class Interpreter:
             self._whence = whence
             self._ownsref = False
             if ownsref == 'adopt':
-                self._ownsref = True  # create() took the reference for us
+                self._own()  # create() took the reference for us
             elif ownsref:
                 _xinterp.incref(id)  # may raise InterpreterNotFoundError
-                self._ownsref = True
+                self._own()
             return self
         interp = _known.get_or_make(id, make)
         if _ownsref == 'adopt' and not made:
@@ -188,7 +198,7 @@ class Interpreter:
             if interp._ownsref:
                 _xinterp.decref(id)
             else:
-                interp._ownsref = True
+                interp._own()
         return interp
 
     def __repr__(self):
@@ -202,8 +212,13 @@ class Interpreter:
             return NotImplemented
         return self._id == other._id
 
-    def __del__(self):
-        self._decref()
+    def _own(self):
+        # Decision: the reference is dropped by a weakref callback, not __del__: a callback runs
+        # once the object's weak references are cleared, so the id cache can never hand out an
+        # object being finalized (a __del__ runs while they still resolve; an object taken then
+        # was resurrected, and its next death would not run __del__ again: a leak).
+        self._ownsref = True
+        _weakref.finalize(self, _drop_reference, self._id).atexit = False
 
     # for pickling:
     def __getnewargs__(self):
@@ -215,17 +230,6 @@ class Interpreter:
 
     def __reduce__(self):
         return (type(self), (self._id,))
-
-    def _decref(self):
-        if not getattr(self, '_ownsref', False):
-            return
-        self._ownsref = False
-        try:
-            _xinterp.decref(self._id)
-        except InterpreterNotFoundError:
-            pass  # already gone: there is no reference left to drop
-        # Anything else is a bug and surfaces: raised from an explicit call, reported as
-        # unraisable from __del__.
 
     @property
     def id(self):
