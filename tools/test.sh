@@ -16,7 +16,8 @@
 #               per CPython (pyenv 3.12.1 and 3.13.0): `pip install .[test]` into .venv-3.12 /
 #               .venv-3.13, then pytest (tests/python); and a CMake build against that CPython
 #               (build-py312 / build-py313) that builds and runs the C++ embedding example
-#               (ctest label "embed").
+#               (ctest label "embed"). The exit-churn test runs its script 200 times
+#               (XINTERP_EXIT_CHURN_RUNS; 20 in a plain pytest run).
 #   asan-python-3.12, asan-python-3.13
 #               the engine, the extension and the embedding example built with ASan+UBSan; the
 #               example (with leak checks) and the whole pytest suite run against that build.
@@ -237,7 +238,9 @@ python_stage() {
     return
   fi
   stage "$name: pytest"
-  run_pytest "$name pytest" "$venv/pytest.log" "$venv/bin/python" -m pytest
+  # The exit-churn case (test_adversarial_lifecycle.py) runs 200 times per Python here.
+  run_pytest "$name pytest" "$venv/pytest.log" \
+    env XINTERP_EXIT_CHURN_RUNS="${XINTERP_EXIT_CHURN_RUNS:-200}" "$venv/bin/python" -m pytest
   local dir="build-py${short/./}"
   if build "embed-$short" "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DXINTERP_BUILD_PYTHON=ON \
        -DXINTERP_BUILD_CORE_TESTS=OFF -DXINTERP_BUILD_BENCH=OFF \

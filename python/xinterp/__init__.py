@@ -12,6 +12,7 @@ import atexit as _atexit
 import sys as _sys
 import threading as _threading
 import types as _types
+import weakref as _weakref
 
 from . import _xinterp
 from ._by_id import ObjectsById
@@ -107,7 +108,13 @@ def create():
 
 def list_all():
     """Return all interpreters xinterp knows."""
-    return [Interpreter(id, _whence=whence) for id, whence in _xinterp.list_all()]
+    interps = []
+    for id, whence in _xinterp.list_all():
+        try:
+            interps.append(Interpreter(id, _whence=whence))
+        except InterpreterNotFoundError:
+            pass  # closed since it was listed (another thread dropped its last reference)
+    return interps
 
 
 def get_current():
@@ -128,6 +135,15 @@ def get_main():
 
 
 _known = ObjectsById()
+
+
+def _drop_reference(id):
+    """An owning Interpreter object died: drop its reference (the last one closes it)."""
+    try:
+        _xinterp.decref(id)
+    except InterpreterNotFoundError:
+        pass  # already gone: there is no reference left to drop
+    # Anything else is a bug and surfaces, reported as unraisable.
 
 
 class Interpreter:
@@ -157,7 +173,11 @@ class Interpreter:
 
     def __new__(cls, id, /, _whence=None, _ownsref=None):
         # There is only one instance for any given ID (per interpreter).
+        made = False
+
         def make(id):
+            nonlocal made
+            made = True
             whence = _xinterp.whence(id) if _whence is None else _whence  # NotFound if unknown
             ownsref = (whence == _xinterp.WHENCE_STDLIB) if _ownsref is None else _ownsref
             self = super(Interpreter, cls).__new__(cls)
@@ -165,12 +185,21 @@ class Interpreter:
             self._whence = whence
             self._ownsref = False
             if ownsref == 'adopt':
-                self._ownsref = True  # create() took the reference for us
+                self._own()  # create() took the reference for us
             elif ownsref:
                 _xinterp.incref(id)  # may raise InterpreterNotFoundError
-                self._ownsref = True
+                self._own()
             return self
-        return _known.get_or_make(id, make)
+        interp = _known.get_or_make(id, make)
+        if _ownsref == 'adopt' and not made:
+            # Another thread (list_all(), Interpreter(id)) made this id's object between
+            # create() and here, taking a reference of its own: the object keeps one, never two,
+            # or the interpreter would outlive its last object.
+            if interp._ownsref:
+                _xinterp.decref(id)
+            else:
+                interp._own()
+        return interp
 
     def __repr__(self):
         return f'{type(self).__name__}({self.id})'
@@ -183,8 +212,13 @@ class Interpreter:
             return NotImplemented
         return self._id == other._id
 
-    def __del__(self):
-        self._decref()
+    def _own(self):
+        # Decision: the reference is dropped by a weakref callback, not __del__: a callback runs
+        # once the object's weak references are cleared, so the id cache can never hand out an
+        # object being finalized (a __del__ runs while they still resolve; an object taken then
+        # was resurrected, and its next death would not run __del__ again: a leak).
+        self._ownsref = True
+        _weakref.finalize(self, _drop_reference, self._id).atexit = False
 
     # for pickling:
     def __getnewargs__(self):
@@ -196,17 +230,6 @@ class Interpreter:
 
     def __reduce__(self):
         return (type(self), (self._id,))
-
-    def _decref(self):
-        if not getattr(self, '_ownsref', False):
-            return
-        self._ownsref = False
-        try:
-            _xinterp.decref(self._id)
-        except InterpreterNotFoundError:
-            pass  # already gone: there is no reference left to drop
-        # Anything else is a bug and surfaces: raised from an explicit call, reported as
-        # unraisable from __del__.
 
     @property
     def id(self):

@@ -80,8 +80,15 @@ PyObject* mod_list_all(PyObject*, PyObject*) {
 }
 
 PyObject* mod_get_current(PyObject* module, PyObject*) {
+  PythonEngine& engine = PythonEngine::get();
+  if (engine.current_is_ending()) {
+    // close() is ending it (its atexit handlers, finalizers): it is still the current one.
+    PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
+    return Py_BuildValue("(Li)", static_cast<long long>(PyInterpreterState_GetID(interp)),
+                         static_cast<int>(Whence::kStdlib));
+  }
   Status s;
-  auto rec = PythonEngine::get().register_current(&s);
+  auto rec = engine.register_current(&s);
   if (rec == nullptr) return raise(module, s);
   return id_whence(*rec);
 }

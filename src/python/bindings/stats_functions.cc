@@ -97,6 +97,8 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"stranded_at_exit", engine.stranded_at_exit()},
                               {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
                               {"exit_interrupts_refused", engine.exit_interrupts_refused()},
+                              {"threads_abandoned_at_exit", engine.threads_abandoned_at_exit()},
+                              {"refused_while_closing", engine.refused_while_closing()},
                               {"queues", queues.live},
                               {"queues_held_only_by_values", queues.held_only_by_values},
                               {"channels", ChannelRegistry::get().all().size()},

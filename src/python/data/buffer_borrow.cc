@@ -14,6 +14,16 @@ std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<
     owner = PythonEngine::get().register_current(status);
     if (owner == nullptr) return nullptr;
   }
+  if (owner->lending_closed.load(std::memory_order_acquire)) {
+    // Decision: refused, not kept alive: the interpreter is being ended and its memory goes
+    // with it. The sender (xidata) then sends a copy, as for a non-contiguous buffer, while the
+    // memory is still valid. Counted (refused_while_closing, and fallback_buffer_copied).
+    PythonEngine::get().count_refused_while_closing();
+    *status =
+        Status::error(ErrorKind::kInterpreter, "interpreter " + std::to_string(owner->py_id) +
+                                                   " is closing: it cannot lend buffers any more");
+    return nullptr;
+  }
   auto lent = std::make_unique<LentBuffer>();
   Py_buffer& view = lent->view;
   if (PyObject_GetBuffer(obj, &view, PyBUF_FULL_RO) < 0) {

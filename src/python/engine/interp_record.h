@@ -64,6 +64,9 @@ struct InterpRecord {
   std::atomic<uint64_t> cpython_calls_added{0};  // our calls put on CPython's pending queue
   std::atomic<uint64_t> cpython_calls_run{0};    // ... and run by CPython (added - run <= 1)
   std::atomic<bool> running{false};              // an exec/call is in progress (is_idle's source)
+  // Set once close() starts ending it: it lends no more buffers (BufferBorrow::take refuses),
+  // since nothing would release them inside it any more (its atexit handlers, finalizers).
+  std::atomic<bool> lending_closed{false};
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};

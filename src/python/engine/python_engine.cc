@@ -37,6 +37,8 @@ Status not_found(int64_t id) {
 // react to its interrupt before leaving it open.
 constexpr auto kShutdownGrace = std::chrono::seconds(2);
 constexpr auto kFenceWait = std::chrono::milliseconds(200);
+// How long shutdown() lets non-daemon threads of an interpreter end before abandoning it.
+constexpr auto kThreadGrace = std::chrono::seconds(1);
 // How long shutdown() waits for create() and close() calls already under way.
 constexpr auto kLifecycleWait = std::chrono::seconds(5);
 
@@ -216,6 +218,19 @@ std::shared_ptr<InterpRecord> PythonEngine::register_current(Status* status) {
   PyThreadState* ts = cpy::current_tstate();
   PyInterpreterState* interp = PyThreadState_GetInterpreter(ts);
   if (auto rec = find(interp)) return rec;
+  {
+    internal::MutexLock lock(mu_);
+    if (ending_.count(interp) != 0) {
+      // Decision: an interpreter being ended lends nothing more (its memory goes with it) and
+      // is not registered again as a foreign one (list_all would show it after close()).
+      refused_while_closing_.fetch_add(1, std::memory_order_relaxed);
+      *status = Status::error(
+          ErrorKind::kInterpreter,
+          interp_name(PyInterpreterState_GetID(interp)) +
+              " is closing: it cannot lend buffers or use xinterp from its exit handlers");
+      return nullptr;
+    }
+  }
   Whence whence = Whence::kUnknown;
   if (interp == PyInterpreterState_Main()) {
     whence = Whence::kRuntime;
@@ -257,6 +272,13 @@ std::vector<std::shared_ptr<InterpRecord>> PythonEngine::all() const {
     if (!rec->closing) out.push_back(rec);
   }
   return out;
+}
+
+bool PythonEngine::current_is_ending() const {
+  PyThreadState* ts = cpy::current_tstate();
+  if (ts == nullptr) return false;
+  internal::MutexLock lock(mu_);
+  return ending_.count(PyThreadState_GetInterpreter(ts)) != 0;
 }
 
 bool PythonEngine::is_shut_down() const {
@@ -322,8 +344,9 @@ Status PythonEngine::create(int64_t* py_id) {
   return Status();
 }
 
-bool PythonEngine::wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout,
-                                    std::string* held) {
+PythonEngine::BorrowWait PythonEngine::wait_for_borrows(InterpRecord& rec,
+                                                        std::chrono::nanoseconds timeout,
+                                                        std::string* held, bool from_close) {
   // Borrows with holder -1 sit in queues (the unbound policy settles them) or are in transit.
   auto held_by_others = [&](std::string* describe) {
     std::map<int64_t, int> by_holder;
@@ -345,14 +368,84 @@ bool PythonEngine::wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds 
     }
     return !by_holder.empty();
   };
-  if (!held_by_others(nullptr)) return true;
-  CallerRelease release;  // borrowers may need our GIL to drop their views
-  // Woken by every release (BufferBorrow::release -> borrow_returned()).
-  const bool clear = wait_state([&] { return !held_by_others(nullptr); },
-                                std::chrono::steady_clock::now() + timeout);
-  release.reattach();
-  if (!clear) held_by_others(held);
-  return clear;
+  if (!held_by_others(nullptr)) return BorrowWait::kClear;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto stop = [&] { return from_close && shutting_down_.load(std::memory_order_acquire); };
+  // Borrowers may need our GIL to drop their views: it is released while we wait.
+  PyThreadState* caller = cpy::current_tstate();
+  // Decision: a caller with a thread state re-takes its GIL every kSignalCheckInterval to run
+  // signal handlers (PyErr_CheckSignals does so on the main thread of the main interpreter
+  // only, and is a no-op elsewhere), so that Ctrl-C interrupts a long close(timeout=...).
+  const bool check_signals = from_close && caller != nullptr;
+  for (;;) {
+    if (caller != nullptr) PyEval_SaveThread();
+    auto until = deadline;
+    if (check_signals)
+      until = std::min(until, std::chrono::steady_clock::now() + kSignalCheckInterval);
+    // Woken by every release (BufferBorrow::release -> borrow_returned()) and by shutdown().
+    const bool clear = wait_state([&] { return !held_by_others(nullptr) || stop(); }, until);
+    if (caller != nullptr) PyEval_RestoreThread(caller);  // may end a daemon thread at exit
+    if (!held_by_others(nullptr)) return BorrowWait::kClear;
+    if (stop()) return BorrowWait::kShutdown;
+    if (check_signals && PyErr_CheckSignals() < 0) return BorrowWait::kSignal;
+    (void)clear;
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+  held_by_others(held);
+  return BorrowWait::kHeld;
+}
+
+std::vector<std::string> PythonEngine::wait_for_threads(
+    InterpRecord& rec, std::chrono::steady_clock::time_point deadline, bool from_close) {
+  // Joins in slices, re-entering each time, so that a close() gives up once shutdown() began.
+  constexpr auto kSlice = std::chrono::milliseconds(50);
+  std::vector<std::string> alive;
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    const double slice = std::chrono::duration<double>(
+                             std::clamp<std::chrono::steady_clock::duration>(
+                                 deadline - now, std::chrono::steady_clock::duration(0), kSlice))
+                             .count();
+    alive.clear();
+    EnterInterpreter visit;
+    if (!visit.enter(rec.interp)) {
+      visit.reattach_caller();
+      return alive;  // out of memory: not checked
+    }
+    // threading is per interpreter; its main thread (whichever visit imported it) and daemon
+    // threads are not waited for by Py_EndInterpreter.
+    char code[512];
+    std::snprintf(code, sizeof code,
+                  "import sys, time\n"
+                  "t = sys.modules.get('threading')\n"
+                  "alive = []\n"
+                  "if t is not None:\n"
+                  "    ts = [x for x in t.enumerate()\n"
+                  "          if not x.daemon and not isinstance(x, t._MainThread)]\n"
+                  "    end = time.monotonic() + %f\n"
+                  "    for x in ts:\n"
+                  "        x.join(max(0.0, end - time.monotonic()))\n"
+                  "    alive = [x.name for x in ts if x.is_alive()]\n",
+                  slice);
+    if (PyObject* ns = PyDict_New()) {
+      if (PyDict_SetItemString(ns, "__builtins__", PyEval_GetBuiltins()) == 0) {
+        PyObject* r = PyRun_String(code, Py_file_input, ns, ns);
+        Py_XDECREF(r);
+        PyObject* names = r != nullptr ? PyDict_GetItemString(ns, "alive") : nullptr;
+        if (names != nullptr && PyList_Check(names)) {
+          for (Py_ssize_t k = 0; k < PyList_GET_SIZE(names); ++k) {
+            const char* n = PyUnicode_AsUTF8(PyList_GET_ITEM(names, k));
+            alive.emplace_back(n != nullptr ? n : "?");
+          }
+        }
+      }
+      Py_DECREF(ns);
+    }
+    PyErr_Clear();  // a failure to look is taken as nothing to wait for
+    visit.leave();
+    if (alive.empty() || std::chrono::steady_clock::now() >= deadline) return alive;
+    if (from_close && shutting_down_.load(std::memory_order_acquire)) return alive;
+  }
 }
 
 Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeout) {
@@ -381,16 +474,53 @@ Status PythonEngine::close(int64_t py_id, std::chrono::nanoseconds borrow_timeou
     if (rec->running.load(std::memory_order_acquire)) {
       return Status::error(ErrorKind::kInterpreter, "interpreter running");
     }
+    // Decision: marking it closing and joining the lifecycle operations happen together, under
+    // mu_. shutdown() skips records already closing, so a close that marked one and then found
+    // shutdown begun would leave it to nobody (CPython then aborts at finalization). After
+    // shutdown() began, close() leaves the interpreter to it and returns.
+    if (shut_down_) return Status();
     rec->closing = true;
+    ++lifecycle_ops_;
   }
+  const auto deadline = std::chrono::steady_clock::now() + borrow_timeout;
   std::string held;
-  if (!wait_for_borrows(*rec, borrow_timeout, &held)) {
-    internal::MutexLock lock(mu_);
-    rec->closing = false;  // intact: it can be closed once the borrows are back
-    return Status::error(ErrorKind::kInterpreter,
-                         "cannot close " + interp_name(py_id) + ": " + held);
+  Status refused;
+  bool left_to_shutdown = false;
+  switch (wait_for_borrows(*rec, borrow_timeout, &held, /*from_close=*/true)) {
+    case BorrowWait::kClear:
+      if (std::vector<std::string> threads = wait_for_threads(*rec, deadline, true);
+          threads.empty()) {
+        break;
+      } else if (shutting_down_.load(std::memory_order_acquire)) {
+        left_to_shutdown = true;
+      } else {
+        std::string names;
+        for (const std::string& n : threads) names += (names.empty() ? "'" : ", '") + n + "'";
+        refused = Status::error(ErrorKind::kInterpreter,
+                                "cannot close " + interp_name(py_id) + ": its non-daemon thread" +
+                                    (threads.size() == 1 ? " " : "s ") + names +
+                                    " still running (CPython would wait for it forever)");
+      }
+      break;
+    case BorrowWait::kHeld:
+      refused = Status::error(ErrorKind::kInterpreter,
+                              "cannot close " + interp_name(py_id) + ": " + held);
+      break;
+    case BorrowWait::kSignal:
+      refused = Status::error(ErrorKind::kPythonSet, "");  // KeyboardInterrupt or the like
+      break;
+    case BorrowWait::kShutdown:
+      left_to_shutdown = true;
+      break;
   }
-  if (!begin_lifecycle_op()) return Status();  // shutting down: shutdown() ends it
+  if (!refused.ok() || left_to_shutdown) {
+    {
+      internal::MutexLock lock(mu_);
+      rec->closing = false;  // intact: closable once the borrows are back, or by shutdown()
+    }
+    end_lifecycle_op();
+    return refused;
+  }
   return close_locked_out(rec, /*lifecycle_op=*/true);
 }
 
@@ -399,6 +529,7 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
   // Its buffers still in queues follow their unbound policy; their releases are posted to it
   // and run by finish_close() below, inside it.
   for (EngineListener* l : listeners()) l->interpreter_closing(rec->py_id);
+  rec->lending_closed.store(true, std::memory_order_release);
   CallerRelease caller;  // the caller's GIL is released from here on
   const bool closed = close_owner(*rec->owner, [&] {
     PyEval_RestoreThread(rec->parked);
@@ -407,6 +538,10 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
   // Failure policy: `closing` admits one closer per record, and only a closer closes the owner;
   // a second close would end the interpreter without being attached to it.
   XI_CHECK(closed, "xinterp: interpreter %lld closed twice", static_cast<long long>(rec->py_id));
+  {
+    internal::MutexLock lock(mu_);
+    ending_.insert(rec->interp);
+  }
   remove_record(rec);
   // Py_EndInterpreter wants our thread state to be its last one.
   std::unordered_map<unsigned long, PyThreadState*> kept;
@@ -439,6 +574,10 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
 #endif
   Py_EndInterpreter(rec->parked);
   rec->parked = nullptr;
+  {
+    internal::MutexLock lock(mu_);
+    ending_.erase(rec->interp);
+  }
   // Before re-taking the caller's GIL: at exit CPython may end this (daemon) thread there.
   if (lifecycle_op) end_lifecycle_op();
   caller.reattach();
@@ -538,11 +677,14 @@ void PythonEngine::shutdown() {
     internal::MutexLock lock(mu_);
     if (shut_down_) return;
     shut_down_ = true;
+    shutting_down_.store(true, std::memory_order_release);
     for (const auto& [id, rec] : by_id_) {
       if (rec->created_by_xinterp && !rec->inherited) ours.push_back(rec);
     }
   }
-  // create() and close() calls already under way finish first (new ones are refused now).
+  // create() and close() calls already under way finish first (new ones are refused now);
+  // those waiting for borrows or threads give up and leave their interpreter to us.
+  notify_state_changed();
   {
     CallerRelease release;
     const auto deadline = std::chrono::steady_clock::now() + kLifecycleWait;
@@ -602,12 +744,28 @@ void PythonEngine::shutdown() {
     rec->closing = true;
     pending.push_back(rec);
   }
+  // Non-daemon threads still alive in one (CPython's Py_EndInterpreter would join them forever):
+  // given a moment to end together, then their interpreter is stranded like a running one, its
+  // threads abandoned with the process. Counted.
+  const auto threads_deadline = std::chrono::steady_clock::now() + kThreadGrace;
+  for (auto it = pending.begin(); it != pending.end();) {
+    std::vector<std::string> alive = wait_for_threads(**it, threads_deadline, false);
+    if (alive.empty()) {
+      ++it;
+      continue;
+    }
+    internal::MutexLock lock(mu_);
+    ++stranded_at_exit_;
+    threads_abandoned_at_exit_ += alive.size();
+    (*it)->stranded = true;
+    it = pending.erase(it);
+  }
   bool progress = true;
   while (!pending.empty() && progress) {
     progress = false;
     for (auto it = pending.begin(); it != pending.end();) {
       std::string held;
-      if (wait_for_borrows(**it, std::chrono::milliseconds(50), &held)) {
+      if (wait_for_borrows(**it, std::chrono::milliseconds(50), &held) == BorrowWait::kClear) {
         (void)close_locked_out(*it);
         it = pending.erase(it);
         progress = true;
@@ -657,6 +815,11 @@ void PythonEngine::shutdown() {
 uint64_t PythonEngine::stranded_at_exit() const {
   internal::MutexLock lock(mu_);
   return stranded_at_exit_;
+}
+
+uint64_t PythonEngine::threads_abandoned_at_exit() const {
+  internal::MutexLock lock(mu_);
+  return threads_abandoned_at_exit_;
 }
 
 uint64_t PythonEngine::closed_with_borrows_at_exit() const {

@@ -36,6 +36,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/mutex.h"
@@ -72,8 +73,12 @@ class PythonEngine final : public Engine {
   // The new interpreter starts with one owning reference (see incref), held by the caller.
   Status create(int64_t* py_id);
   // Waits up to `borrow_timeout` for buffers of this interpreter held by other interpreters to
-  // come back; if they do not, fails with InterpreterError naming them, and the interpreter
-  // stays intact. Buffers it lent that still sit in queues follow their unbound policy.
+  // come back, and for its non-daemon threads to end (CPython's Py_EndInterpreter would join
+  // them forever); if they do not, fails with InterpreterError naming them, and the interpreter
+  // stays intact. A signal's exception (KeyboardInterrupt) ends the wait within
+  // kSignalCheckInterval, leaving it intact too (kPythonSet). Once shutdown() has begun, close()
+  // leaves the interpreter to it and returns OK. Buffers it lent that still sit in queues follow
+  // their unbound policy.
   Status close(int64_t py_id, std::chrono::nanoseconds borrow_timeout = kDefaultBorrowTimeout);
   static constexpr std::chrono::nanoseconds kDefaultBorrowTimeout = std::chrono::milliseconds(500);
   Status run(int64_t py_id, const std::function<Status()>& fn);
@@ -86,6 +91,24 @@ class PythonEngine final : public Engine {
   uint64_t stranded_at_exit() const;
   // Interpreters shutdown() closed although some of their buffers were still viewed.
   uint64_t closed_with_borrows_at_exit() const;
+  // Non-daemon threads of xinterp's interpreters still alive at exit: their interpreters were
+  // abandoned (stranded) instead of ended, since ending them would wait for the threads forever.
+  uint64_t threads_abandoned_at_exit() const;
+  // Lends and register_current() calls refused because close() is ending the calling
+  // interpreter (a buffer put in a queue, or xinterp imported, from its atexit handlers or
+  // finalizers).
+  uint64_t refused_while_closing() const noexcept {
+    return refused_while_closing_.load(std::memory_order_relaxed);
+  }
+  // A buffer lend refused: its lender was being ended (InterpRecord::lending_closed).
+  void count_refused_while_closing() noexcept {
+    refused_while_closing_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Whether the calling thread's interpreter is one close() is ending (Py_EndInterpreter).
+  bool current_is_ending() const XI_EXCLUDES(mu_);
+  // How often a close() waiting for borrowed buffers re-takes the caller's GIL to run signal
+  // handlers (CPython's handlers set a flag only; our condition variable cannot hear them).
+  static constexpr std::chrono::milliseconds kSignalCheckInterval{50};
   // Running interpreters into which shutdown() could not even queue its SystemExit (CPython's
   // pending-call queue was full): they are waited for and, if still running, stranded.
   uint64_t exit_interrupts_refused() const noexcept {
@@ -123,8 +146,17 @@ class PythonEngine final : public Engine {
   bool begin_lifecycle_op() XI_EXCLUDES(mu_);  // false after shutdown
   void end_lifecycle_op() XI_EXCLUDES(mu_);
   // Waits (caller's GIL released) until no other interpreter holds one of rec's buffers;
-  // otherwise describes who does.
-  bool wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout, std::string* held);
+  // otherwise describes who does. `from_close`: also ends early for a signal's exception
+  // (kSignal, the exception set in the caller) or once shutdown() began (kShutdown).
+  enum class BorrowWait { kClear, kHeld, kSignal, kShutdown };
+  BorrowWait wait_for_borrows(InterpRecord& rec, std::chrono::nanoseconds timeout,
+                              std::string* held, bool from_close = false);
+  // Joins rec's non-daemon threads (other than its main thread) until `deadline`, inside rec
+  // (the caller's GIL released); returns the names of those still alive. `from_close`: gives up
+  // early once shutdown() began. Requires: rec is closing and not running.
+  std::vector<std::string> wait_for_threads(InterpRecord& rec,
+                                            std::chrono::steady_clock::time_point deadline,
+                                            bool from_close);
   // Waits (no GIL held) until done() or `deadline`, woken by notify_state_changed(); returns
   // done()'s last answer. For state that changes without a lock of ours: borrows given back,
   // interpreters that stop running.
@@ -148,6 +180,12 @@ class PythonEngine final : public Engine {
   std::vector<std::shared_ptr<InterpRecord>> fork_locked_ XI_GUARDED_BY(mu_);
   std::vector<EngineListener*> listeners_ XI_GUARDED_BY(mu_);
   bool shut_down_ XI_GUARDED_BY(mu_) = false;
+  std::atomic<bool> shutting_down_{false};  // shut_down_, readable without mu_ (wait_state)
+  // Interpreters close() is ending right now (unregistered, Py_EndInterpreter under way): they
+  // must not register again (register_current), as a foreign interpreter that outlives them.
+  std::unordered_set<PyInterpreterState*> ending_ XI_GUARDED_BY(mu_);
+  std::atomic<uint64_t> refused_while_closing_{0};
+  uint64_t threads_abandoned_at_exit_ XI_GUARDED_BY(mu_) = 0;
   // create() and close() calls in progress (they run Py_NewInterpreterFromConfig or
   // Py_EndInterpreter); shutdown() waits for them, since CPython aborts if the runtime
   // finalizes while one is half done.
