@@ -98,8 +98,12 @@ def test_cpython_module_refuses_to_destroy_or_enter_an_xinterp_interpreter():
     proc = run('''
 x = xinterp.create()
 x.exec("a = 1")
-for op in (lambda: cpython_interps.destroy(x.id),
-           lambda: cpython_interps.run_string(x.id, "a = 2")):
+ops = [lambda: cpython_interps.destroy(x.id), lambda: cpython_interps.run_string(x.id, "a = 2")]
+if hasattr(cpython_interps, "exec"):  # 3.13
+    ops += [lambda: cpython_interps.exec(x.id, "a = 2"),
+            lambda: cpython_interps.call(x.id, lambda: None),
+            lambda: cpython_interps.set___main___attrs(x.id, {"a": 2})]
+for op in ops:
     try:
         op()
     except Exception as e:
@@ -118,6 +122,26 @@ print("listed", x.id in [i.id for i in xinterp.list_all()])
     assert 'cpython says running True' in proc.stdout
     assert 'xinterp says running False' in proc.stdout
     assert 'listed False' in proc.stdout
+
+
+def test_cpython_module_id_references_never_end_an_xinterp_interpreter():
+    """Case 7, 3.13: `_interpreters.incref(id, implieslink=True)` then `decref()` ended the
+    interpreter from CPython's side (aborting on its parked thread state); xinterp holds an id
+    reference of its own, so the count never reaches zero."""
+    proc = run('''
+if not hasattr(cpython_interps, "incref"):
+    print("no incref")
+    sys.exit(0)
+x = xinterp.create()
+cpython_interps.incref(x.id, implieslink=True)
+cpython_interps.decref(x.id)
+x.exec("a = 1")
+x.close()
+print("done")
+''')
+    if 'no incref' in proc.stdout:
+        pytest.skip('this CPython has no _interpreters.incref (3.12)')
+    assert 'done' in proc.stdout
 
 
 def test_cpython_module_entering_while_xinterp_closes():

@@ -27,6 +27,8 @@ PyAPI_FUNC(long) _PyInterpreterState_GetWhence(PyInterpreterState* interp);
 extern "C" {
 PyAPI_FUNC(int) _PyInterpreterState_SetRunningMain(PyInterpreterState* interp);
 PyAPI_FUNC(void) _PyInterpreterState_SetNotRunningMain(PyInterpreterState* interp);
+// python3.12/internal/pycore_interp.h and python3.13/internal/pycore_interp.h.
+PyAPI_FUNC(int) _PyInterpreterState_IDIncref(PyInterpreterState* interp);
 }
 
 // cpython_interp_list.c (C: CPython's internal headers do not compile as C++).
@@ -88,6 +90,12 @@ bool at_interpreter_exit(void (*func)(void*), void* data) noexcept {
 
 bool mark_running_main() noexcept {
   if (_PyInterpreterState_SetRunningMain(PyInterpreterState_Get()) == 0) return true;
+  PyErr_Clear();
+  return false;
+}
+
+bool hold_id_ref() noexcept {
+  if (_PyInterpreterState_IDIncref(PyInterpreterState_Get()) == 0) return true;
   PyErr_Clear();
   return false;
 }

@@ -45,6 +45,12 @@ bool at_interpreter_exit(void (*func)(void*), void* data) noexcept;
 bool mark_running_main() noexcept;
 void clear_running_main() noexcept;
 
+// Takes one of CPython's id references on the calling thread's interpreter, never dropped: with
+// it held, the count that _interpreters.incref()/decref() move never reaches zero, so that
+// module never ends the interpreter itself (3.13's decref() after incref(id, implieslink=True)
+// does, and aborts). Requires: the GIL. false: out of memory.
+bool hold_id_ref() noexcept;
+
 // Takes every sub-interpreter out of CPython's list of interpreters, leaving the main one. Only
 // in a fork child, before CPython's after-fork cleanup. Async-signal-safe.
 void unlink_subinterpreters_in_fork_child() noexcept;

@@ -324,6 +324,8 @@ Status PythonEngine::create(int64_t* py_id) {
   // CPython's _interpreters refuses to destroy them or run code in them (it would abort on the
   // parked thread state, or race our close); cleared just before Py_EndInterpreter.
   (void)cpy::mark_running_main();  // a new interpreter is never marked yet
+  // And ours hold an id reference of CPython's, so that _interpreters.decref() never ends them.
+  (void)cpy::hold_id_ref();  // out of memory: only that module's incref/decref stay a hazard
   // Detach first, keeping the creation thread state parked: the record becomes visible (to
   // list_all, close, the housekeeper) only once nothing runs with that thread state.
   PyInterpreterState* interp = PyThreadState_GetInterpreter(tstate);
