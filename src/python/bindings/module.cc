@@ -11,6 +11,7 @@
 #include "bindings/boundary.h"
 #include "bindings/exceptions.h"
 #include "bindings/module_state.h"
+#include "cpython/cpython_private.h"
 #include "data/shared_buffer.h"
 #include "engine/python_engine.h"
 
@@ -82,6 +83,14 @@ int module_exec(PyObject* module) {
   std::shared_ptr<InterpRecord> rec = PythonEngine::get().register_current(&s);
   if (rec == nullptr) {
     raise(module, s);
+    return -1;
+  }
+  // An interpreter xinterp did not create (CPython's _interpreters, an embedder's) may end with
+  // this module still alive (kept by an object it lent, so m_free never runs): xinterp learns
+  // of its end from CPython's per-interpreter exit callback instead. Registered by each module
+  // object; forget_current() is idempotent.
+  if (!rec->created_by_xinterp && rec->whence != Whence::kRuntime &&
+      !cpy::at_interpreter_exit([](void*) { PythonEngine::get().forget_current(); }, nullptr)) {
     return -1;
   }
   st->self = new std::shared_ptr<InterpRecord>(std::move(rec));

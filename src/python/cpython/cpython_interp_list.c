@@ -69,3 +69,35 @@ int xinterp_unlink_interpreter(PyInterpreterState* interp) {
   unlock_list();
   return found;
 }
+
+/* 3. Before xinterp ends one of its own interpreters, CPython's _interpreters module must not
+ *    find it any more: on 3.13 its exec enters the interpreter (a thread state of its own, the
+ *    interpreter's GIL) before it checks the interpreter is marked running, and one such
+ *    visitor still inside when Py_EndInterpreter runs aborts it ("not the last thread"). The
+ *    interpreter's id is changed to one no caller can ask for (lookups compare it under the
+ *    list's lock, and refuse negative ids), then the visitors already under way are waited out.
+ *    The change is reversible: id -> -id - 2 (xinterp_original_id). */
+void xinterp_retire_interpreter_id(PyInterpreterState* interp) {
+  lock_list();
+  if (interp->id >= 0) interp->id = -interp->id - 2;
+  unlock_list();
+}
+
+int64_t xinterp_original_id(int64_t id) { return id < -1 ? -(id + 2) : id; }
+
+/* Thread states of interp other than `own` and its threading module's threads (which
+ * Py_EndInterpreter joins itself). 3.12's _xxsubinterpreters checks before it enters: 0. */
+int xinterp_count_visitors(PyInterpreterState* interp, PyThreadState* own) {
+  int n = 0;
+#if PY_VERSION_HEX >= 0x030D0000
+  lock_list();
+  for (PyThreadState* t = interp->threads.head; t != NULL; t = t->next) {
+    if (t != own && t->_whence != _PyThreadState_WHENCE_THREADING) ++n;
+  }
+  unlock_list();
+#else
+  (void)interp;
+  (void)own;
+#endif
+  return n;
+}

@@ -22,9 +22,21 @@ PyAPI_FUNC(long) _PyInterpreterState_GetWhence(PyInterpreterState* interp);
 #endif
 }
 
+// python3.12/internal/pycore_pystate.h and python3.13/internal/pycore_pystate.h (the same in
+// both): exported for CPython's _interpreters (_xxsubinterpreters) module.
+extern "C" {
+PyAPI_FUNC(int) _PyInterpreterState_SetRunningMain(PyInterpreterState* interp);
+PyAPI_FUNC(void) _PyInterpreterState_SetNotRunningMain(PyInterpreterState* interp);
+// python3.12/internal/pycore_interp.h and python3.13/internal/pycore_interp.h.
+PyAPI_FUNC(int) _PyInterpreterState_IDIncref(PyInterpreterState* interp);
+}
+
 // cpython_interp_list.c (C: CPython's internal headers do not compile as C++).
 extern "C" void xinterp_unlink_subinterpreters_in_fork_child(void);
 extern "C" int xinterp_unlink_interpreter(PyInterpreterState* interp);
+extern "C" void xinterp_retire_interpreter_id(PyInterpreterState* interp);
+extern "C" int64_t xinterp_original_id(int64_t id);
+extern "C" int xinterp_count_visitors(PyInterpreterState* interp, PyThreadState* own);
 
 namespace xinterp::python::cpy {
 
@@ -68,12 +80,52 @@ long whence(PyInterpreterState* interp) noexcept {
 #endif
 }
 
+bool at_interpreter_exit(void (*func)(void*), void* data) noexcept {
+#if PY_VERSION_HEX < 0x030D0000
+  return _Py_AtExit(PyInterpreterState_Get(), func, data) == 0;
+#else
+  return PyUnstable_AtExit(PyInterpreterState_Get(), func, data) == 0;
+#endif
+}
+
+bool mark_running_main() noexcept {
+  if (_PyInterpreterState_SetRunningMain(PyInterpreterState_Get()) == 0) return true;
+  PyErr_Clear();
+  return false;
+}
+
+bool hold_id_ref() noexcept {
+  if (_PyInterpreterState_IDIncref(PyInterpreterState_Get()) == 0) return true;
+  PyErr_Clear();
+  return false;
+}
+
+void clear_running_main() noexcept {
+  _PyInterpreterState_SetNotRunningMain(PyInterpreterState_Get());
+}
+
 void unlink_subinterpreters_in_fork_child() noexcept {
   xinterp_unlink_subinterpreters_in_fork_child();
 }
 
 bool unlink_interpreter(PyInterpreterState* interp) noexcept {
   return xinterp_unlink_interpreter(interp) != 0;
+}
+
+}  // namespace xinterp::python::cpy
+
+namespace xinterp::python::cpy {
+
+void retire_interpreter_id(PyInterpreterState* interp) noexcept {
+  xinterp_retire_interpreter_id(interp);
+}
+
+int64_t interpreter_id(PyInterpreterState* interp) noexcept {
+  return xinterp_original_id(PyInterpreterState_GetID(interp));
+}
+
+int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept {
+  return xinterp_count_visitors(interp, own);
 }
 
 }  // namespace xinterp::python::cpy

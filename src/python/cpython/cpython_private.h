@@ -31,6 +31,26 @@ void write_unraisable(const char* context) noexcept;
 // CPython's record of where an interpreter came from (3.13+); -1 where CPython does not keep it.
 long whence(PyInterpreterState* interp) noexcept;
 
+// Registers func(data) to run as the calling thread's interpreter ends (3.12's _Py_AtExit,
+// 3.13's PyUnstable_AtExit): inside Py_EndInterpreter, attached, after its threads were joined
+// and before its modules go, whoever ends it (_interpreters.destroy() included). Requires: the
+// GIL. false: out of memory (a Python exception is set).
+bool at_interpreter_exit(void (*func)(void*), void* data) noexcept;
+
+// Marks the calling thread's interpreter as running its __main__ on the calling thread state
+// (what CPython's _interpreters does for the length of an exec), or clears that mark (from
+// the same thread state). While marked, _interpreters (_xxsubinterpreters on 3.12) refuses to
+// destroy the interpreter or run code in it ("interpreter running", "already running"), and
+// reports it running. Requires: the GIL. false: already marked.
+bool mark_running_main() noexcept;
+void clear_running_main() noexcept;
+
+// Takes one of CPython's id references on the calling thread's interpreter, never dropped: with
+// it held, the count that _interpreters.incref()/decref() move never reaches zero, so that
+// module never ends the interpreter itself (3.13's decref() after incref(id, implieslink=True)
+// does, and aborts). Requires: the GIL. false: out of memory.
+bool hold_id_ref() noexcept;
+
 // Takes every sub-interpreter out of CPython's list of interpreters, leaving the main one. Only
 // in a fork child, before CPython's after-fork cleanup. Async-signal-safe.
 void unlink_subinterpreters_in_fork_child() noexcept;
@@ -41,5 +61,19 @@ void unlink_subinterpreters_in_fork_child() noexcept;
 // (CPython's own HEAD_LOCK does not; a thread holding our GIL while waiting for that lock could
 // then deadlock with us).
 bool unlink_interpreter(PyInterpreterState* interp) noexcept;
+
+// Changes interp's CPython id to one no caller asks for, so that CPython's _interpreters no
+// longer finds it (xinterp keeps its own copy of the id). Only just before ending it. Call it
+// holding no GIL (like unlink_interpreter).
+void retire_interpreter_id(PyInterpreterState* interp) noexcept;
+
+// interp's id (PyInterpreterState_GetID), the same after retire_interpreter_id as before: use
+// it, not PyInterpreterState_GetID, for an interpreter xinterp may be ending.
+int64_t interpreter_id(PyInterpreterState* interp) noexcept;
+
+// How many thread states interp has besides `own` and its threading module's threads: 3.13's
+// _interpreters visitors on their way in and out. Always 0 on 3.12 (its module checks before it
+// enters). Call it holding no GIL (like unlink_interpreter).
+int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept;
 
 }  // namespace xinterp::python::cpy

@@ -17,6 +17,7 @@
 #include <memory>
 #include <unordered_map>
 #include <unordered_set>
+#include <vector>
 
 #include "base/mutex.h"
 #include "xinterp/owner.h"
@@ -77,11 +78,14 @@ struct InterpRecord {
   bool closing = false;
   bool inherited = false;  // a fork child's copy of a parent's sub-interpreter: unusable
   bool stranded = false;   // still running at exit: fenced, unlinked, abandoned (shutdown)
-  // Thread states kept between visits, by thread (PyThread_get_thread_ident), so that a Python
-  // thread calling into this interpreter again skips creating one. Only threads that already
-  // have a thread state of their own are served (a bare C++ thread's first thread state would
-  // become its PyGILState one). The closer deletes them all before ending the interpreter.
-  std::unordered_map<unsigned long, PyThreadState*> visit_tstates;
+  // Thread states kept between visits, by thread (ThreadVisits::key(), never reused), so that a
+  // Python thread calling into this interpreter again skips creating one. Only threads that
+  // already have a thread state of their own are served (a bare C++ thread's first thread state
+  // would become its PyGILState one). The closer deletes them all before ending the interpreter.
+  std::unordered_map<uint64_t, PyThreadState*> visit_tstates;
+  // Kept thread states whose OS thread ended (PythonEngine::thread_ended): deleted by the next
+  // visit, or by the closer.
+  std::vector<PyThreadState*> ended_tstates;
   int64_t refs = 0;  // owning Interpreter objects (PEP 734 "ownsref")
 };
 

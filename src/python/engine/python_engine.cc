@@ -16,6 +16,7 @@
 #include "cpython/cpython_private.h"
 #include "engine/fork_generation.h"
 #include "engine/thread_switch.h"
+#include "engine/thread_visits.h"
 
 namespace xinterp::python {
 namespace {
@@ -39,6 +40,9 @@ constexpr auto kShutdownGrace = std::chrono::seconds(2);
 constexpr auto kFenceWait = std::chrono::milliseconds(200);
 // How long shutdown() lets non-daemon threads of an interpreter end before abandoning it.
 constexpr auto kThreadGrace = std::chrono::seconds(1);
+// How long a close waits for CPython's _interpreters visitors, refused, to leave (they only
+// need the interpreter's GIL for a moment).
+constexpr auto kVisitorWait = std::chrono::seconds(5);
 // How long shutdown() waits for create() and close() calls already under way.
 constexpr auto kLifecycleWait = std::chrono::seconds(5);
 
@@ -160,6 +164,7 @@ void PythonEngine::after_fork_child() {
     rec->inherited = true;
     rec->running.store(false, std::memory_order_relaxed);
     rec->visit_tstates.clear();  // threads of the parent: gone
+    rec->ended_tstates.clear();
     rec->parked = nullptr;
     e.table_.erase(rec->interp);
   }
@@ -178,7 +183,7 @@ std::shared_ptr<InterpRecord> PythonEngine::add_record(PyInterpreterState* inter
                                                        PyThreadState* parked) {
   auto rec = std::make_shared<InterpRecord>();
   rec->interp = interp;
-  rec->py_id = PyInterpreterState_GetID(interp);
+  rec->py_id = cpy::interpreter_id(interp);
   rec->whence = whence;
   rec->created_by_xinterp = created;
   rec->parked = parked;
@@ -247,6 +252,19 @@ void PythonEngine::forget_current() noexcept {
   PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
   std::shared_ptr<InterpRecord> rec = find(interp);
   if (rec == nullptr || rec->created_by_xinterp) return;  // ours are closed by close()
+  {
+    internal::MutexLock lock(mu_);
+    if (rec->closing) return;
+    rec->closing = true;  // out of list_all() from now on
+  }
+  // Its buffers other interpreters still view are waited for as close() waits for ours; but
+  // CPython ends it regardless (_interpreters.destroy() cannot be refused from here), so those
+  // still held after the wait are given up: their releases run raw, never touching the dead
+  // interpreter, and a view still held sees memory its exporter no longer guards. Counted.
+  std::string held;
+  if (!wait_for_borrows(*rec, kDefaultBorrowTimeout, &held)) {
+    foreign_ended_with_borrows_.fetch_add(1, std::memory_order_relaxed);
+  }
   // Its lent buffers still queued follow their unbound policy, as for ours.
   for (EngineListener* l : listeners()) l->interpreter_closing(rec->py_id);
   (void)close_owner(*rec->owner, [] { return true; });  // we are attached to it
@@ -261,7 +279,7 @@ std::shared_ptr<InterpRecord> PythonEngine::find(int64_t py_id) const {
 
 std::shared_ptr<InterpRecord> PythonEngine::find(PyInterpreterState* interp) const {
   if (interp == nullptr) return nullptr;
-  return find(PyInterpreterState_GetID(interp));
+  return find(cpy::interpreter_id(interp));
 }
 
 std::vector<std::shared_ptr<InterpRecord>> PythonEngine::all() const {
@@ -324,6 +342,12 @@ Status PythonEngine::create(int64_t* py_id) {
     return Status::error(ErrorKind::kInterpreter, std::string("interpreter creation failed: ") +
                                                       (st.err_msg ? st.err_msg : "unknown error"));
   }
+  // Ours are marked running __main__ on their parked thread state for their whole life, so that
+  // CPython's _interpreters refuses to destroy them or run code in them (it would abort on the
+  // parked thread state, or race our close); cleared just before Py_EndInterpreter.
+  (void)cpy::mark_running_main();  // a new interpreter is never marked yet
+  // And ours hold an id reference of CPython's, so that _interpreters.decref() never ends them.
+  (void)cpy::hold_id_ref();  // out of memory: only that module's incref/decref stay a hazard
   // Detach first, keeping the creation thread state parked: the record becomes visible (to
   // list_all, close, the housekeeper) only once nothing runs with that thread state.
   PyInterpreterState* interp = PyThreadState_GetInterpreter(tstate);
@@ -332,6 +356,7 @@ Status PythonEngine::create(int64_t* py_id) {
   std::shared_ptr<InterpRecord> rec = add_record(interp, Whence::kStdlib, true, &status, tstate);
   if (rec == nullptr) {  // shut down meanwhile, or too many interpreters
     PyEval_RestoreThread(tstate);
+    cpy::clear_running_main();
     Py_EndInterpreter(tstate);
     end_lifecycle_op();
     caller.reattach();
@@ -544,7 +569,7 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
   }
   remove_record(rec);
   // Py_EndInterpreter wants our thread state to be its last one.
-  std::unordered_map<unsigned long, PyThreadState*> kept;
+  std::unordered_map<uint64_t, PyThreadState*> kept;
   {
     internal::MutexLock lock(mu_);
     kept.swap(rec->visit_tstates);
@@ -553,6 +578,7 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
     PyThreadState_Clear(ts);
     PyThreadState_Delete(ts);
   }
+  delete_ended_tstates(*rec);
 #if PY_VERSION_HEX < 0x030D0000
   // 3.12's threading._shutdown() (run by Py_EndInterpreter) asserts that the interpreter's
   // "main thread" — whichever thread state imported threading, one of the visits deleted
@@ -572,6 +598,22 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
   }
   PyErr_Clear();
 #endif
+  // CPython's _interpreters must no longer find it, and the visitors it already sent in (3.13:
+  // a thread state in it, refused once they hold its GIL) must be gone: Py_EndInterpreter
+  // aborts if any thread state but ours is left. Waited for without our GIL, which they need.
+  // Not covered: a call that looked the id up just before it was retired and has not yet made
+  // its thread state (README).
+  {
+    PyThreadState* parked = PyEval_SaveThread();
+    cpy::retire_interpreter_id(rec->interp);
+    const auto deadline = std::chrono::steady_clock::now() + kVisitorWait;
+    while (cpy::count_visitors(rec->interp, parked) > 0 &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::yield();
+    }
+    PyEval_RestoreThread(parked);
+  }
+  cpy::clear_running_main();  // CPython's thread state clearing asserts it is unmarked
   Py_EndInterpreter(rec->parked);
   rec->parked = nullptr;
   {
@@ -582,6 +624,26 @@ Status PythonEngine::close_locked_out(const std::shared_ptr<InterpRecord>& rec, 
   if (lifecycle_op) end_lifecycle_op();
   caller.reattach();
   return Status();
+}
+
+void PythonEngine::thread_ended(InterpRecord& rec, uint64_t thread) {
+  internal::MutexLock lock(mu_);
+  auto it = rec.visit_tstates.find(thread);
+  if (it == rec.visit_tstates.end()) return;
+  rec.ended_tstates.push_back(it->second);
+  rec.visit_tstates.erase(it);
+}
+
+void PythonEngine::delete_ended_tstates(InterpRecord& rec) {
+  std::vector<PyThreadState*> ended;
+  {
+    internal::MutexLock lock(mu_);
+    ended.swap(rec.ended_tstates);
+  }
+  for (PyThreadState* ts : ended) {
+    PyThreadState_Clear(ts);
+    PyThreadState_Delete(ts);
+  }
 }
 
 Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
@@ -603,7 +665,8 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     rec->running.store(true, std::memory_order_release);
   }
   EnterInterpreter visit;  // the caller's GIL is released from here on
-  const unsigned long thread = PyThread_get_thread_ident();
+  ThreadVisits& visits = ThreadVisits::current();
+  const uint64_t thread = visits.key();
   const bool keep_tstate = visit.caller_had_tstate();
   PyThreadState* kept = nullptr;
   if (keep_tstate) {
@@ -622,6 +685,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     entered = visit.enter(rec->interp);
   }
   if (entered) {
+    delete_ended_tstates(*rec);  // those of threads that ended since the last visit
     status = fn();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
@@ -636,6 +700,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     internal::MutexLock lock(mu_);
     rec->visit_tstates[thread] = ts;
     rec->running.store(false, std::memory_order_release);
+    visits.keeps_in(rec);
   } else {
     visit.detach_delete();
     rec->running.store(false, std::memory_order_release);
@@ -917,7 +982,7 @@ int64_t PythonEngine::owner_label(const Owner& owner) const noexcept {
 
 int64_t PythonEngine::current_label() const noexcept {
   PyThreadState* ts = cpy::current_tstate();
-  return ts == nullptr ? -1 : PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts));
+  return ts == nullptr ? -1 : cpy::interpreter_id(PyThreadState_GetInterpreter(ts));
 }
 
 }  // namespace xinterp::python

@@ -60,11 +60,21 @@ class PythonEngine final : public Engine {
   // A lent buffer was given back: wakes close() and shutdown() waiting for borrows.
   void borrow_returned() noexcept { notify_state_changed(); }
 
+  // The OS thread `thread` (ThreadVisits::key()) ended: its thread state kept in rec, if any,
+  // moves to rec.ended_tstates, deleted by the next visit or the close. Touches no Python.
+  void thread_ended(InterpRecord& rec, uint64_t thread) XI_EXCLUDES(mu_);
+
   // The record of the interpreter the calling thread is attached to, registering it first if
   // xinterp has not seen it. Requires: attached.
   std::shared_ptr<InterpRecord> register_current(Status* status) XI_EXCLUDES(mu_);
-  // Called from the module's m_free in an interpreter xinterp did not create: closes its owner.
+  // Called as an interpreter xinterp did not create ends (CPython's per-interpreter exit
+  // callback, or the module's m_free): closes its owner and forgets it. Idempotent.
   void forget_current() noexcept;
+  // Interpreters xinterp did not create that ended while other interpreters still viewed their
+  // buffers (after forget_current's wait): those borrows were given up, released raw.
+  uint64_t foreign_ended_with_borrows() const noexcept {
+    return foreign_ended_with_borrows_.load(std::memory_order_relaxed);
+  }
 
   std::shared_ptr<InterpRecord> find(int64_t py_id) const XI_EXCLUDES(mu_);
   std::shared_ptr<InterpRecord> find(PyInterpreterState* interp) const XI_EXCLUDES(mu_);
@@ -143,6 +153,8 @@ class PythonEngine final : public Engine {
   // false, doing nothing, if the owner was already closing.
   template <class Enter>
   bool close_owner(Owner& owner, Enter enter);
+  // Deletes rec's thread states whose OS thread ended. Requires: attached to rec's interpreter.
+  void delete_ended_tstates(InterpRecord& rec) XI_EXCLUDES(mu_);
   bool begin_lifecycle_op() XI_EXCLUDES(mu_);  // false after shutdown
   void end_lifecycle_op() XI_EXCLUDES(mu_);
   // Waits (caller's GIL released) until no other interpreter holds one of rec's buffers;
@@ -194,6 +206,7 @@ class PythonEngine final : public Engine {
   uint64_t stranded_at_exit_ XI_GUARDED_BY(mu_) = 0;
   uint64_t closed_with_borrows_at_exit_ XI_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> exit_interrupts_refused_{0};
+  std::atomic<uint64_t> foreign_ended_with_borrows_{0};
   // wait_state(): a leaf lock and its condition variable; notifiers take the lock only while
   // someone waits.
   internal::Mutex state_mu_;
