@@ -95,6 +95,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"stranded_at_exit", engine.stranded_at_exit()},
                               {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
                               {"exit_interrupts_refused", engine.exit_interrupts_refused()},
+                              {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
                               {"queues", QueueRegistry::get().all().size()},
                               {"fallback_pickled", fb.pickled},
                               {"fallback_function_code", fb.function_code},

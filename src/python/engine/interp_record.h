@@ -64,6 +64,9 @@ struct InterpRecord {
   std::atomic<uint64_t> cpython_calls_added{0};  // our calls put on CPython's pending queue
   std::atomic<uint64_t> cpython_calls_run{0};    // ... and run by CPython (added - run <= 1)
   std::atomic<bool> running{false};              // an exec/call is in progress (is_idle's source)
+  // Housekeeper threads attached to it now (draining its calls: user code such as a
+  // __release_buffer__ runs). shutdown() waits for them, and strands it if one never ends.
+  std::atomic<int> hk_visits{0};
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};
