@@ -35,6 +35,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <type_traits>
 #include <utility>
@@ -82,10 +83,18 @@ class Owner {
   // Lifecycle.
   bool begin_close() noexcept;        // alive -> closing; false if it was not alive
   void wait_until_unused() noexcept;  // until no try_use() is outstanding
-  void finish_close() noexcept;       // closing -> closed; drains, seals
+  // The same, giving up after `timeout`; false if a use is still outstanding then.
+  bool wait_until_unused(std::chrono::nanoseconds timeout) noexcept;
+  void finish_close() noexcept;  // closing -> closed; drains, seals
   // closing -> closed without an engine: everything still queued runs raw. For owners whose
   // interpreter is already gone (fork child, runtime teardown).
   void close_raw() noexcept;
+  // closing -> closed while a use never ends: a thread is stuck in one of its calls (a call that
+  // never returns), and the process is exiting. Everything still queued runs raw now, later
+  // posts run raw; the stuck thread keeps its drain lock and use, and the calls its drain had
+  // not entered yet never run (unless the stuck call returns). Returns how many calls were
+  // posted and neither ran nor are running raw: the abandoned ones. For process exit only.
+  uint64_t abandon() noexcept;
 
   // A use lets a thread that is not the owner's resolve engine_data() and attach. It fails once
   // closing began; the closer waits for outstanding uses to end.
@@ -154,6 +163,7 @@ class Owner {
   std::atomic<uint32_t> users_{0};
   std::atomic<uint32_t> refs_{0};
   std::atomic<bool> hk_watched_{false};
+  std::atomic<bool> hk_draining_{false};  // a housekeeper drain job is queued or running
   std::atomic<bool> wake_deferred_{false};
   Owner* hk_next_ = nullptr;  // housekeeper inbox link, written before publication
 

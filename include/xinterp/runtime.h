@@ -11,8 +11,10 @@
 //
 // The housekeeper is a thread of the runtime, started lazily. It watches every owner whose queue
 // became non-empty; an owner that the engine reports idle is drained at once, and any other owner
-// that has not drained by itself within options.drain_deadline is attached to and drained. It
-// never waits to attach to one owner while attached to another.
+// that has not drained by itself within options.drain_deadline is attached to and drained, each
+// drain on a worker thread of its own (one per owner at a time): a call that never returns
+// delays only its owner. Every runtime thread that runs calls has a full stack (the default
+// thread stack size, which follows `ulimit -s`, and at least 8 MiB): calls run user code.
 //
 // Requirements: every owner is closed and every OwnerRef dropped before the Runtime is destroyed
 // (the destructor closes leftovers raw, and fails in XINTERP_DEBUG builds if references remain).
@@ -45,6 +47,12 @@ struct RuntimeOptions {
   // drains it. Busy interpreters sometimes never run a pending call (measured on CPython 3.12.1),
   // so this covers them too.
   std::chrono::nanoseconds drain_deadline = std::chrono::milliseconds(5);
+  // The housekeeper hands each drain to a worker thread, at most one per owner at a time, so
+  // that a call that never returns holds up only its own owner. Workers start on demand, at
+  // most this many at once (more owners than that stuck at the same time delay the others), and
+  // retire after `worker_idle_retire` without work.
+  unsigned max_drain_workers = 16;
+  std::chrono::nanoseconds worker_idle_retire = std::chrono::seconds(1);
 };
 
 struct RegistryStats {

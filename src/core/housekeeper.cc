@@ -27,6 +27,14 @@ Housekeeper::~Housekeeper() {
     if (joinable_) pthread_join(thread_, nullptr);
     joinable_ = false;
   }
+  // Workers finish the jobs queued (the owners are still open), then exit.
+  {
+    internal::MutexLock lock(workers_mu_);
+    workers_stop_ = true;
+    workers_cv_.notify_all();
+    while (workers_live_ != 0) workers_cv_.wait(workers_mu_);
+  }
+  join_retired_workers();
   run_deferred_raw();
   internal::MutexLock lock(mu_);
   for (Owner* o = inbox_.exchange(nullptr); o;) {
@@ -38,14 +46,37 @@ Housekeeper::~Housekeeper() {
   watched_.clear();
 }
 
+size_t Housekeeper::call_stack_size() noexcept {
+  // What a thread created with default attributes gets (glibc: `ulimit -s`, or 2 MiB when that
+  // is unlimited), and at least 8 MiB, the usual main-thread and Python-thread stack.
+  static const size_t size = [] {
+    constexpr size_t kMin = 8 * 1024 * 1024;
+    size_t n = 0;
+    pthread_attr_t attr;
+    if (pthread_getattr_default_np(&attr) == 0) {
+      (void)pthread_attr_getstacksize(&attr, &n);
+      pthread_attr_destroy(&attr);
+    }
+    return std::max(n, kMin);
+  }();
+  return size;
+}
+
+namespace {
+int start_thread(pthread_t* thread, void* (*fn)(void*), void* arg) {
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setstacksize(&attr, Housekeeper::call_stack_size());
+  int rc = pthread_create(thread, &attr, fn, arg);
+  pthread_attr_destroy(&attr);
+  return rc;
+}
+}  // namespace
+
 void Housekeeper::start() noexcept {
   internal::MutexLock lock(start_mu_);
   if (running_.load(std::memory_order_relaxed) || stop_.load(std::memory_order_relaxed)) return;
-  pthread_attr_t attr;
-  pthread_attr_init(&attr);
-  pthread_attr_setstacksize(&attr, 256 * 1024);
-  int rc = pthread_create(&thread_, &attr, &Housekeeper::thread_main, this);
-  pthread_attr_destroy(&attr);
+  int rc = start_thread(&thread_, &Housekeeper::thread_main, this);
   XI_CHECK(rc == 0, "cannot start the housekeeper thread (error %d)", rc);
   joinable_ = true;
   starts_.fetch_add(1, std::memory_order_relaxed);
@@ -148,6 +179,78 @@ void Housekeeper::drain_attached(Owner& owner) noexcept {
   owner.end_use();
 }
 
+void Housekeeper::dispatch(Owner& owner) noexcept {
+  owner.ref();  // the job's
+  bool inline_drain = false;
+  {
+    internal::MutexLock lock(workers_mu_);
+    jobs_.push_back(&owner);
+    if (jobs_.size() > workers_idle_ && workers_live_ < runtime_.options().max_drain_workers) {
+      pthread_t t;
+      if (start_thread(&t, &Housekeeper::worker_main, this) == 0) {
+        ++workers_live_;
+        workers_started_.fetch_add(1, std::memory_order_relaxed);
+        // Joined once it retires (join_retired_workers), by the housekeeper or its destructor.
+      } else if (workers_live_ == 0) {
+        // Fallback: no worker can start and none is alive to take the job: drain it here, as
+        // the housekeeper always did (it then waits for this owner alone).
+        jobs_.pop_back();
+        inline_drain = true;
+      }
+    }
+    if (!inline_drain) workers_cv_.notify_one();
+  }
+  if (inline_drain) {
+    inline_drains_.fetch_add(1, std::memory_order_relaxed);
+    drain_attached(owner);
+    owner.hk_draining_.store(false, std::memory_order_release);
+    owner.unref();
+  }
+}
+
+void* Housekeeper::worker_main(void* self) {
+  static_cast<Housekeeper*>(self)->worker_loop();
+  return nullptr;
+}
+
+void Housekeeper::worker_loop() noexcept {
+  const auto retire_after = runtime_.options().worker_idle_retire;
+  workers_mu_.lock();
+  for (;;) {
+    if (jobs_.empty()) {
+      if (workers_stop_) break;
+      ++workers_idle_;
+      const bool woken =
+          workers_cv_.wait_until(workers_mu_, std::chrono::steady_clock::now() + retire_after);
+      --workers_idle_;
+      if (!woken && jobs_.empty()) break;  // idle for a whole retire period: retire
+      continue;
+    }
+    Owner* owner = jobs_.front();
+    jobs_.erase(jobs_.begin());
+    workers_mu_.unlock();
+    drain_attached(*owner);
+    // Cleared after the drain: until then the housekeeper queues no second job for this owner,
+    // whatever the call does (blocks forever, posts more calls: this drain takes those too).
+    owner->hk_draining_.store(false, std::memory_order_release);
+    owner->unref();
+    workers_mu_.lock();
+  }
+  --workers_live_;
+  retired_.push_back(pthread_self());
+  if (workers_live_ == 0) workers_cv_.notify_all();  // the destructor waits for the last one
+  workers_mu_.unlock();
+}
+
+void Housekeeper::join_retired_workers() noexcept {
+  std::vector<pthread_t> retired;
+  {
+    internal::MutexLock lock(workers_mu_);
+    retired.swap(retired_);
+  }
+  for (pthread_t t : retired) pthread_join(t, nullptr);  // exiting, or gone already
+}
+
 Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::time_point now,
                                         std::chrono::steady_clock::time_point& next_due) noexcept {
   Owner& o = *w.owner;
@@ -182,10 +285,12 @@ Housekeeper::Verdict Housekeeper::visit(Watched& w, std::chrono::steady_clock::t
       // It drained since we last looked: it is alive and listening; restart its clock.
       w.epoch = epoch;
       w.since = now;
+    } else if (o.hk_draining_.load(std::memory_order_acquire)) {
+      w.since = now;  // a worker has it (perhaps stuck in a call): never a second one
     } else if (idle || now - w.since >= deadline) {
-      drain_attached(o);
-      w.epoch = o.drain_epoch_.load(std::memory_order_acquire);
-      w.since = std::chrono::steady_clock::now();
+      o.hk_draining_.store(true, std::memory_order_relaxed);  // only this thread sets it
+      dispatch(o);
+      w.since = now;
     }
   } else {
     w.since = now;  // closing: the closer drains it; look again in a deadline, do not spin
@@ -234,6 +339,7 @@ void Housekeeper::run() noexcept {
     }
     for (Owner* o : forget) o->unref();
     forget.clear();
+    join_retired_workers();
 
     // Sleep. Dekker with kick(): we publish sleep_mode_ and then look for news; a kicker
     // publishes news and then looks at sleep_mode_ (and bumps seq_, which voids our wait).
@@ -281,6 +387,15 @@ void Housekeeper::reset_after_fork_child() {
   sleep_mode_.store(kAwake, std::memory_order_relaxed);
   running_.store(false, std::memory_order_relaxed);
   joinable_ = false;
+  // The workers did not survive either. Queued jobs are dropped (their owners are watched anew,
+  // and Owner::after_fork_child cleared every hk_draining_); the reference a vanished worker
+  // held on the owner it was draining is leaked with it (the record is never freed).
+  for (Owner* o : jobs_) o->unref();
+  jobs_.clear();
+  retired_.clear();  // threads of the parent: nothing to join
+  workers_live_ = 0;
+  workers_idle_ = 0;
+  workers_mu_.unlock();
   mu_.unlock();
   start_mu_.unlock();
 }

@@ -251,6 +251,41 @@ void Owner::wait_until_unused() noexcept {
   }
 }
 
+bool Owner::wait_until_unused(std::chrono::nanoseconds timeout) noexcept {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    uint32_t u = users_.load(std::memory_order_seq_cst);
+    if (u == 0) return true;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::nanoseconds(0)) return false;
+    internal::futex_wait(users_, u, std::chrono::duration_cast<std::chrono::nanoseconds>(left));
+  }
+}
+
+uint64_t Owner::abandon() noexcept {
+  begin_close();
+  // Sealing without the drain lock is safe: the stuck drainer's take (a CAS from a call list to
+  // nullptr) fails on the seal marker, and it stops there. Its batch bookkeeping is left alone.
+  PendingCall* lifo = seal();
+  PendingCall* fifo = nullptr;
+  while (lifo && lifo != sealed_marker()) {
+    PendingCall* next = lifo->next_;
+    lifo->next_ = fifo;
+    fifo = lifo;
+    lifo = next;
+  }
+  while (fifo) {
+    PendingCall* next = fifo->next_;  // the call may free its node
+    run_now(fifo, RunMode::kRaw, run_raw_);
+    fifo = next;
+  }
+  state_.store(OwnerState::kClosed, std::memory_order_seq_cst);
+  runtime_->registry().retire(*this);
+  const OwnerStats s = stats();
+  const uint64_t done = s.run_total() + s.lost;
+  return s.posted > done ? s.posted - done : 0;
+}
+
 void Owner::finish_close() noexcept {
   begin_close();  // no-op if the caller began it
   Engine& engine = runtime_->engine();
@@ -284,6 +319,9 @@ void Owner::after_fork_child(bool survives, uint64_t forking_thread) noexcept {
     orphaned = take_orphaned_batch();
   }
   hk_watched_.store(false, std::memory_order_relaxed);
+  // A drain job of the parent's housekeeper: queued jobs are dropped by the housekeeper's reset,
+  // and a worker that was running one is gone.
+  hk_draining_.store(false, std::memory_order_relaxed);
   wake_deferred_.store(false, std::memory_order_relaxed);
   Housekeeper& hk = runtime_->housekeeper();
   if (survives) {

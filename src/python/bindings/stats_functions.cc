@@ -100,6 +100,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"threads_abandoned_at_exit", engine.threads_abandoned_at_exit()},
                               {"refused_while_closing", engine.refused_while_closing()},
                               {"foreign_ended_with_borrows", engine.foreign_ended_with_borrows()},
+                              {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
                               {"queues", queues.live},
                               {"queues_held_only_by_values", queues.held_only_by_values},
                               {"channels", ChannelRegistry::get().all().size()},

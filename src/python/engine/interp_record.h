@@ -68,6 +68,9 @@ struct InterpRecord {
   // Set once close() starts ending it: it lends no more buffers (BufferBorrow::take refuses),
   // since nothing would release them inside it any more (its atexit handlers, finalizers).
   std::atomic<bool> lending_closed{false};
+  // Housekeeper threads attached to it now (draining its calls: user code such as a
+  // __release_buffer__ runs). shutdown() waits for them, and strands it if one never ends.
+  std::atomic<int> hk_visits{0};
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};

@@ -116,10 +116,18 @@ bool PythonEngine::wait_state(Done done, std::chrono::steady_clock::time_point d
 }
 
 template <class Enter>
-bool PythonEngine::close_owner(Owner& owner, Enter enter) {
+bool PythonEngine::close_owner(Owner& owner, Enter enter, std::chrono::nanoseconds use_timeout) {
   if (!owner.begin_close()) return false;
   CallerRelease release;  // the housekeeper may wait for our GIL to end its visit
-  owner.wait_until_unused();
+  if (use_timeout == kNoTimeout) {
+    owner.wait_until_unused();
+  } else if (!owner.wait_until_unused(use_timeout)) {
+    // At exit: a housekeeper worker is stuck in one of its calls. Abandoned with the process.
+    const uint64_t abandoned = owner.abandon();
+    calls_abandoned_at_exit_.fetch_add(abandoned, std::memory_order_relaxed);
+    release.reattach();
+    return true;
+  }
   release.reattach();
   if (enter()) {
     owner.finish_close();  // runs everything queued, inside the interpreter; later posts run raw
@@ -767,8 +775,17 @@ void PythonEngine::shutdown() {
   // if CPython's pending-call queue is full the interrupt is not queued (counted in
   // exit_interrupts_refused); such an interpreter gets the same grace period and, still running
   // after it, is stranded like one blocked in C.
+  // A housekeeper thread draining one of ours (running its __del__ or __release_buffer__) is
+  // waited for the same grace period, not interrupted; one still inside after it (a call that
+  // never returns) strands the interpreter like a blocked daemon thread, and its owner is
+  // abandoned (calls_abandoned_at_exit).
+  auto busy = [](const std::shared_ptr<InterpRecord>& rec) {
+    return rec->running.load(std::memory_order_acquire) ||
+           rec->hk_visits.load(std::memory_order_acquire) > 0;
+  };
   bool any_running = false;
   for (const auto& rec : ours) {
+    if (rec->hk_visits.load(std::memory_order_acquire) > 0) any_running = true;
     if (rec->running.load(std::memory_order_acquire)) {
       any_running = true;
       const bool queued = cpy::add_pending_call(
@@ -784,13 +801,8 @@ void PythonEngine::shutdown() {
   if (any_running) {
     CallerRelease release;  // let the interrupted threads get back to their interpreter
     // Woken as each run ends (run() -> notify_state_changed()).
-    (void)wait_state(
-        [&] {
-          return std::none_of(ours.begin(), ours.end(), [](const auto& rec) {
-            return rec->running.load(std::memory_order_acquire);
-          });
-        },
-        std::chrono::steady_clock::now() + kShutdownGrace);
+    (void)wait_state([&] { return std::none_of(ours.begin(), ours.end(), busy); },
+                     std::chrono::steady_clock::now() + kShutdownGrace);
     release.reattach();
   }
   // Close borrowers before lenders: an interpreter whose buffers others still hold waits until
@@ -800,7 +812,7 @@ void PythonEngine::shutdown() {
   for (const auto& rec : ours) {
     internal::MutexLock lock(mu_);
     if (rec->closing) continue;
-    if (rec->running.load(std::memory_order_acquire)) {
+    if (busy(rec)) {
       ++stranded_at_exit_;
       rec->closing = true;
       rec->stranded = true;
@@ -864,16 +876,21 @@ void PythonEngine::shutdown() {
     release.reattach();
   }
   for (const auto& rec : ours) {
-    (void)close_owner(*rec->owner, [] { return false; });  // raw; a no-op for closed ones
+    // Raw; a no-op for closed ones. A stuck housekeeper worker already had its grace period.
+    (void)close_owner(
+        *rec->owner, [] { return false; }, kFenceWait);
   }
   // The main interpreter's owner closes last, while the runtime can still run code: after this,
   // calls posted to it run raw and the housekeeper never waits for the main GIL again (which
   // CPython would answer by ending the thread once finalization starts).
   if (std::shared_ptr<InterpRecord> main = find(PyInterpreterState_Main())) {
-    (void)close_owner(*main->owner, [&] {
-      PyThreadState* ts = cpy::current_tstate();
-      return ts != nullptr && PyThreadState_GetInterpreter(ts) == main->interp;
-    });
+    (void)close_owner(
+        *main->owner,
+        [&] {
+          PyThreadState* ts = cpy::current_tstate();
+          return ts != nullptr && PyThreadState_GetInterpreter(ts) == main->interp;
+        },
+        kShutdownGrace);
   }
 }
 
@@ -934,16 +951,20 @@ bool PythonEngine::attach(Owner& owner) noexcept {
   if (cpy::runtime_finalizing()) return false;
   PyThreadState* ts = PyThreadState_New(rec->interp);
   if (ts == nullptr) return false;
+  rec->hk_visits.fetch_add(1, std::memory_order_seq_cst);
   PyEval_RestoreThread(ts);
   t_housekeeper_tstate = ts;
   return true;
 }
 
-void PythonEngine::detach(Owner& /*owner*/) noexcept {
+void PythonEngine::detach(Owner& owner) noexcept {
   if (t_housekeeper_tstate == nullptr) return;
   PyThreadState_Clear(t_housekeeper_tstate);
   PyThreadState_DeleteCurrent();
   t_housekeeper_tstate = nullptr;
+  static_cast<InterpRecord*>(owner.engine_data())
+      ->hk_visits.fetch_sub(1, std::memory_order_seq_cst);
+  notify_state_changed();  // shutdown() may wait for housekeeper visits to end
 }
 
 OwnerId PythonEngine::current_owner() const noexcept {

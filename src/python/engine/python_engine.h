@@ -124,6 +124,12 @@ class PythonEngine final : public Engine {
   uint64_t exit_interrupts_refused() const noexcept {
     return exit_interrupts_refused_.load(std::memory_order_relaxed);
   }
+  // Calls shutdown() abandoned: a housekeeper thread was stuck in one (a __release_buffer__ or
+  // __del__ that never returns) past the grace period; it and the calls queued behind it in
+  // that drain never run. Their interpreter is counted in stranded_at_exit.
+  uint64_t calls_abandoned_at_exit() const noexcept {
+    return calls_abandoned_at_exit_.load(std::memory_order_relaxed);
+  }
 
   // Engine.
   void wake(Owner& owner) noexcept override;
@@ -151,8 +157,11 @@ class PythonEngine final : public Engine {
   // enter() — with the calling thread as it was at the call — attaches the thread where
   // finish_close() must run and returns true, or returns false to close the owner raw. Returns
   // false, doing nothing, if the owner was already closing.
+  // At exit (use_timeout given): a use still outstanding after it (a housekeeper worker stuck
+  // in a call) abandons the owner instead (Owner::abandon, counted in calls_abandoned_at_exit).
+  static constexpr std::chrono::nanoseconds kNoTimeout = std::chrono::nanoseconds::max();
   template <class Enter>
-  bool close_owner(Owner& owner, Enter enter);
+  bool close_owner(Owner& owner, Enter enter, std::chrono::nanoseconds use_timeout = kNoTimeout);
   // Deletes rec's thread states whose OS thread ended. Requires: attached to rec's interpreter.
   void delete_ended_tstates(InterpRecord& rec) XI_EXCLUDES(mu_);
   bool begin_lifecycle_op() XI_EXCLUDES(mu_);  // false after shutdown
@@ -207,6 +216,7 @@ class PythonEngine final : public Engine {
   uint64_t closed_with_borrows_at_exit_ XI_GUARDED_BY(mu_) = 0;
   std::atomic<uint64_t> exit_interrupts_refused_{0};
   std::atomic<uint64_t> foreign_ended_with_borrows_{0};
+  std::atomic<uint64_t> calls_abandoned_at_exit_{0};
   // wait_state(): a leaf lock and its condition variable; notifiers take the lock only while
   // someone waits.
   internal::Mutex state_mu_;
