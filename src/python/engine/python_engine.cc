@@ -270,7 +270,7 @@ void PythonEngine::forget_current() noexcept {
   // still held after the wait are given up: their releases run raw, never touching the dead
   // interpreter, and a view still held sees memory its exporter no longer guards. Counted.
   std::string held;
-  if (!wait_for_borrows(*rec, kDefaultBorrowTimeout, &held)) {
+  if (wait_for_borrows(*rec, kDefaultBorrowTimeout, &held) != BorrowWait::kClear) {
     foreign_ended_with_borrows_.fetch_add(1, std::memory_order_relaxed);
   }
   // Its lent buffers still queued follow their unbound policy, as for ours.
