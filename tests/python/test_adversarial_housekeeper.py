@@ -143,3 +143,47 @@ print("exiting", flush=True)
     # thread is blocked in C (stranded), and the stuck release is counted.
     assert_ok(proc, 'exiting', 'stranded 1 abandoned 1')
     assert 'remaining subinterpreters' not in proc.stderr
+
+
+def test_close_runs_a_queued_release_instead_of_blaming_the_last_holder():
+    # Every drain worker (16, RuntimeOptions::max_drain_workers) is stuck in another
+    # interpreter's release, so y's release, posted when main dropped its view, stays queued.
+    # close() used to refuse, naming main ("still borrowed by interpreter 0") although main had
+    # let go; it now runs the queued release itself.
+    proc = run_script(script('''
+q = xinterp.create_queue()
+entered = xinterp.create_queue()
+stuck = []
+for _ in range(16):
+    s = xinterp.create()
+    s.prepare_main(q=q, entered=entered)
+    s.exec("""
+import threading
+go = threading.Event()
+class E:
+    def __buffer__(s, f): return memoryview(bytearray(5))
+    def __release_buffer__(s, v):
+        v.release()
+        entered.put("in release")
+        go.wait()
+q.put(E())""")
+    v = q.get()
+    del v
+    assert entered.get(timeout=30) == "in release"
+    stuck.append(s)
+y = xinterp.create()
+y.prepare_main(q=q)
+y.exec("b = bytearray(b'hello'); q.put(b)")
+w = q.get()
+del w
+print("y borrows", xinterp.stats()[y.id]["borrows"], flush=True)  # its release is queued
+y.close()
+print("y closed", flush=True)
+for s in stuck:
+    s.exec("go.set()")
+for s in stuck:
+    wait_until(lambda: released(s), "the stuck releases ran")
+    s.close()
+print("all closed", flush=True)
+'''), timeout=120)
+    assert_ok(proc, 'y borrows 1', 'y closed', 'all closed', 'stranded 0 abandoned 0')
