@@ -187,3 +187,27 @@ for s in stuck:
 print("all closed", flush=True)
 '''), timeout=120)
     assert_ok(proc, 'y borrows 1', 'y closed', 'all closed', 'stranded 0 abandoned 0')
+
+
+def test_deep_recursion_in_a_release_of_main_run_by_the_housekeeper():
+    # main lends; x drops the view and waits for the release, while main's only thread is in
+    # x.exec(): main runs no code of its own, so only the housekeeper can run main's release.
+    proc = run_script(script('''
+exec(%r)
+done = xinterp.create_queue()
+class E:
+    def __buffer__(s, f): return memoryview(bytearray(5))
+    def __release_buffer__(s, v):
+        v.release()
+        done.put(len(R(500)))
+x = xinterp.create()
+q = xinterp.create_queue()
+out = xinterp.create_queue()
+x.prepare_main(q=q, done=done, out=out)
+q.put(E())
+x.exec("v = q.get(); del v; out.put(done.get(timeout=30))")
+print("depth", out.get(timeout=30), "by_housekeeper", xinterp.stats()[0]["run_by_housekeeper"],
+      flush=True)
+x.close()
+''' % RECURSIVE), timeout=60)
+    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0')
