@@ -211,3 +211,25 @@ print("depth", out.get(timeout=30), "by_housekeeper", xinterp.stats()[0]["run_by
 x.close()
 ''' % RECURSIVE), timeout=60)
     assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0')
+
+
+def test_exit_with_a_release_of_main_stuck_forever():
+    # main's own release, run by the housekeeper while main's thread is in x, never returns:
+    # main's owner is abandoned after the grace period instead of exit waiting for it forever.
+    proc = run_script(script('''
+go = threading.Event()
+entered = xinterp.create_queue()
+class E:
+    def __buffer__(s, f): return memoryview(bytearray(5))
+    def __release_buffer__(s, v):
+        v.release()
+        entered.put("in release")
+        go.wait()
+x = xinterp.create()
+q = xinterp.create_queue()
+x.prepare_main(q=q, entered=entered)
+q.put(E())
+x.exec("v = q.get(); del v; assert entered.get(timeout=30) == 'in release'")
+print("exiting", flush=True)
+'''), timeout=60)
+    assert_ok(proc, 'exiting', 'stranded 0 abandoned 1')
