@@ -16,7 +16,7 @@ def report():
     # Registered before xinterp is imported, so it runs after xinterp's own exit handler.
     s = xinterp.runtime_stats()
     print("stranded", s["stranded_at_exit"], "abandoned", s.get("calls_abandoned_at_exit"),
-          flush=True)
+          "inline", s.get("housekeeper_inline_drains"), flush=True)
 atexit.register(report)
 import xinterp
 import shared_helpers
@@ -71,7 +71,7 @@ wait_until(lambda: released(x), "the release ran")
 print("depth", x.call(shared_helpers.evaluate, "depth"), "by_housekeeper", xinterp.stats()[x.id]["run_by_housekeeper"])
 x.close()
 ''' % RECURSIVE), timeout=60)
-    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0')
+    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0 inline 0')
 
 
 def test_deep_recursion_in_del_run_by_the_housekeeper():
@@ -92,7 +92,7 @@ wait_until(lambda: released(x), "the release ran")
 print("depth", x.call(shared_helpers.evaluate, "depth"), "by_housekeeper", xinterp.stats()[x.id]["run_by_housekeeper"])
 x.close()
 ''' % RECURSIVE), timeout=60)
-    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0')
+    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0 inline 0')
 
 
 STUCK = '''
@@ -127,12 +127,14 @@ del w  # y is idle too: its release must not wait for x's
 wait_until(lambda: released(y), "y's release ran")
 y.close()
 print("y closed", flush=True)
+# x's drain and y's ran on workers of their own.
+print("workers", xinterp.runtime_stats()["drain_workers_started"] >= 2, flush=True)
 x.exec("go.set()")  # x is not running: exec enters it while the release waits without its GIL
 wait_until(lambda: released(x), "x's release ran")
 x.close()
 print("x closed", flush=True)
 '''), timeout=60)
-    assert_ok(proc, 'y closed', 'x closed', 'stranded 0 abandoned 0')
+    assert_ok(proc, 'y closed', 'workers True', 'x closed', 'stranded 0 abandoned 0 inline 0')
 
 
 def test_exit_with_a_release_stuck_forever():
@@ -141,7 +143,7 @@ print("exiting", flush=True)
 '''), timeout=60)
     # Exit ends: x, with a thread stuck inside, is abandoned like an interpreter whose daemon
     # thread is blocked in C (stranded), and the stuck release is counted.
-    assert_ok(proc, 'exiting', 'stranded 1 abandoned 1')
+    assert_ok(proc, 'exiting', 'stranded 1 abandoned 1 inline 0')
     assert 'remaining subinterpreters' not in proc.stderr
 
 
@@ -186,7 +188,7 @@ for s in stuck:
     s.close()
 print("all closed", flush=True)
 '''), timeout=120)
-    assert_ok(proc, 'y borrows 1', 'y closed', 'all closed', 'stranded 0 abandoned 0')
+    assert_ok(proc, 'y borrows 1', 'y closed', 'all closed', 'stranded 0 abandoned 0 inline 0')
 
 
 def test_deep_recursion_in_a_release_of_main_run_by_the_housekeeper():
@@ -210,7 +212,7 @@ print("depth", out.get(timeout=30), "by_housekeeper", xinterp.stats()[0]["run_by
       flush=True)
 x.close()
 ''' % RECURSIVE), timeout=60)
-    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0')
+    assert_ok(proc, 'depth 500 by_housekeeper 1', 'stranded 0 abandoned 0 inline 0')
 
 
 def test_exit_with_a_release_of_main_stuck_forever():
@@ -232,4 +234,4 @@ q.put(E())
 x.exec("v = q.get(); del v; assert entered.get(timeout=30) == 'in release'")
 print("exiting", flush=True)
 '''), timeout=60)
-    assert_ok(proc, 'exiting', 'stranded 0 abandoned 1')
+    assert_ok(proc, 'exiting', 'stranded 0 abandoned 1 inline 0')

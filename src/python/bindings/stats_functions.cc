@@ -96,6 +96,8 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"closed_with_borrows_at_exit", engine.closed_with_borrows_at_exit()},
                               {"exit_interrupts_refused", engine.exit_interrupts_refused()},
                               {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
+                              {"drain_workers_started", reg.drain_workers_started},
+                              {"housekeeper_inline_drains", reg.housekeeper_inline_drains},
                               {"queues", QueueRegistry::get().all().size()},
                               {"fallback_pickled", fb.pickled},
                               {"fallback_function_code", fb.function_code},
