@@ -57,10 +57,14 @@ struct RuntimeOptions {
 
 struct RegistryStats {
   uint64_t owners_created = 0;
-  uint64_t owners_alive = 0;          // registered (alive or closing)
-  uint64_t unknown_owner_posts = 0;   // posts by id to a closed or unknown owner, run raw
-  uint64_t unknown_owner_failed = 0;  // of those, raw calls that returned false or threw
-  OwnerStats retired;                 // sum of owners at the moment they closed
+  uint64_t owners_alive = 0;           // registered (alive or closing)
+  uint64_t unknown_owner_posts = 0;    // posts by id to a closed or unknown owner, run raw
+  uint64_t unknown_owner_failed = 0;   // of those, raw calls that returned false or threw
+  OwnerStats retired;                  // sum of owners at the moment they closed
+  uint64_t drain_workers_started = 0;  // housekeeper drain workers started so far
+  // Drains the housekeeper ran on its own thread because no worker could be started (a
+  // fallback: meanwhile it serves no other owner).
+  uint64_t housekeeper_inline_drains = 0;
 };
 
 class Runtime {

@@ -51,7 +51,12 @@ void Runtime::post(OwnerId id, PendingCall* call) noexcept {
   if (!ok) registry_->count_unknown_failed();
 }
 
-RegistryStats Runtime::registry_stats() const { return registry_->stats(); }
+RegistryStats Runtime::registry_stats() const {
+  RegistryStats s = registry_->stats();
+  s.drain_workers_started = housekeeper_->workers_started();
+  s.housekeeper_inline_drains = housekeeper_->inline_drains();
+  return s;
+}
 
 void Runtime::prepare_fork() noexcept XI_NO_THREAD_SAFETY_ANALYSIS {
   housekeeper_->lock_for_fork();

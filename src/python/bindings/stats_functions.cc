@@ -101,6 +101,8 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"refused_while_closing", engine.refused_while_closing()},
                               {"foreign_ended_with_borrows", engine.foreign_ended_with_borrows()},
                               {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
+                              {"drain_workers_started", reg.drain_workers_started},
+                              {"housekeeper_inline_drains", reg.housekeeper_inline_drains},
                               {"queues", queues.live},
                               {"queues_held_only_by_values", queues.held_only_by_values},
                               {"channels", ChannelRegistry::get().all().size()},

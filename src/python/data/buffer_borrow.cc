@@ -124,7 +124,13 @@ std::shared_ptr<BufferBorrow> BufferBorrow::relend(PyObject* obj,
   return b;
 }
 
-BufferBorrow::~BufferBorrow() { handle_.reset(); }
+BufferBorrow::~BufferBorrow() {
+  // The last view is gone: no interpreter holds the buffer any more, only its release (queued to
+  // the owner unless run inline below) is left, and close() runs that itself. So close() must
+  // not wait for it, nor name the last holder as still borrowing it.
+  if (lent_ != nullptr) lent_->holder.store(-1, std::memory_order_relaxed);
+  handle_.reset();
+}
 
 bool BufferBorrow::release(void* object, RunMode mode) {
   std::unique_ptr<LentBuffer> lent(static_cast<LentBuffer*>(object));
