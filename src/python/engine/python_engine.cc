@@ -416,12 +416,11 @@ PythonEngine::BorrowWait PythonEngine::wait_for_borrows(InterpRecord& rec,
     if (check_signals)
       until = std::min(until, std::chrono::steady_clock::now() + kSignalCheckInterval);
     // Woken by every release (BufferBorrow::release -> borrow_returned()) and by shutdown().
-    const bool clear = wait_state([&] { return !held_by_others(nullptr) || stop(); }, until);
+    (void)wait_state([&] { return !held_by_others(nullptr) || stop(); }, until);
     if (caller != nullptr) PyEval_RestoreThread(caller);  // may end a daemon thread at exit
     if (!held_by_others(nullptr)) return BorrowWait::kClear;
     if (stop()) return BorrowWait::kShutdown;
     if (check_signals && PyErr_CheckSignals() < 0) return BorrowWait::kSignal;
-    (void)clear;
     if (std::chrono::steady_clock::now() >= deadline) break;
   }
   held_by_others(held);
