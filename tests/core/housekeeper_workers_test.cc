@@ -15,18 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Flag : PendingCall {
-  Flag() : PendingCall(&Flag::run) {}
-  static bool run(PendingCall* self, RunMode mode) {
-    auto* f = static_cast<Flag*>(self);
-    f->mode = mode;
-    f->ran.store(true, std::memory_order_release);
-    return true;
-  }
-  std::atomic<bool> ran{false};
-  RunMode mode{};
-};
-
 // Blocks until the test lets it go (a call that "never returns" for as long as the test wants).
 struct Stuck : PendingCall {
   Stuck() : PendingCall(&Stuck::run) {}

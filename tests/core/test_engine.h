@@ -153,6 +153,21 @@ struct Once : PendingCall {
   std::atomic<int>* raw_tally = nullptr;
 };
 
+// A call node that records that it ran, how (mode, read after `ran`) and when.
+struct Flag : PendingCall {
+  Flag() : PendingCall(&Flag::run) {}
+  static bool run(PendingCall* self, RunMode mode) {
+    auto* f = static_cast<Flag*>(self);
+    f->mode = mode;
+    f->ran_at = std::chrono::steady_clock::now();
+    f->ran.store(true, std::memory_order_release);
+    return true;
+  }
+  std::atomic<bool> ran{false};
+  RunMode mode{};
+  std::chrono::steady_clock::time_point ran_at;
+};
+
 // Closes an owner the way an engine does: begin, wait for housekeeper uses, attach, finish.
 inline void close_owner(TestEngine& engine, Owner& owner) {
   owner.begin_close();

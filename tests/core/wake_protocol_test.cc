@@ -15,20 +15,6 @@ namespace {
 
 using namespace std::chrono_literals;
 
-struct Flag : PendingCall {
-  Flag() : PendingCall(&Flag::run) {}
-  static bool run(PendingCall* self, RunMode mode) {
-    auto* f = static_cast<Flag*>(self);
-    f->mode = mode;
-    f->ran_at = std::chrono::steady_clock::now();
-    f->ran.store(true, std::memory_order_release);
-    return true;
-  }
-  std::atomic<bool> ran{false};
-  RunMode mode{};
-  std::chrono::steady_clock::time_point ran_at;
-};
-
 class WakeProtocolTest : public ::testing::Test {
  protected:
   void SetUp() override { MakeRuntime(5ms); }

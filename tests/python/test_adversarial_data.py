@@ -24,6 +24,18 @@ def assert_ok(result, expected):
     assert result.stdout.split() == expected.split(), (result.stdout, result.stderr)
 
 
+# chain(n): a head queue holding the next, n links deep (each queue holds the next one).
+CHAIN = """
+def chain(n):
+    h = q = xinterp.create_queue()
+    for _ in range(n):
+        nxt = xinterp.create_queue()
+        q.put(nxt)
+        q = nxt
+    return h
+"""
+
+
 def test_a_long_chain_of_queues_is_destroyed_without_recursion():
     # Each queue holds the next: dropping the head drops 100 000 queues, one after another
     # (a recursion through every link overflowed the C stack beyond ~30 000). Also in a
@@ -32,13 +44,7 @@ def test_a_long_chain_of_queues_is_destroyed_without_recursion():
         import threading
         import xinterp
 
-        def chain(n):
-            h = q = xinterp.create_queue()
-            for _ in range(n):
-                nxt = xinterp.create_queue()
-                q.put(nxt)
-                q = nxt
-            return h
+        exec(%r)
 
         h = chain(100_000)
         print(xinterp.runtime_stats()['queues'])
@@ -51,7 +57,7 @@ def test_a_long_chain_of_queues_is_destroyed_without_recursion():
         t.start()
         t.join()
         print(xinterp.runtime_stats()['queues'])
-    """, timeout=300)
+    """ % CHAIN, timeout=300)
     assert_ok(result, '100001 0 0')
 
 
@@ -62,13 +68,7 @@ def test_a_chain_of_queues_dropped_by_a_get_or_at_exit_from_a_channel():
         import xinterp
         from xinterp import channels
 
-        def chain(n):
-            h = q = xinterp.create_queue()
-            for _ in range(n):
-                nxt = xinterp.create_queue()
-                q.put(nxt)
-                q = nxt
-            return h
+        exec(%r)
 
         outer = xinterp.create_queue()
         outer.put(chain(50_000))
@@ -80,7 +80,7 @@ def test_a_chain_of_queues_dropped_by_a_get_or_at_exit_from_a_channel():
         s.send_nowait(chain(50_000))
         print(xinterp.runtime_stats()['queues'])
         # the channel still holds the chain when the process exits
-    """, timeout=300)
+    """ % CHAIN, timeout=300)
     assert_ok(result, '1 50002')
 
 

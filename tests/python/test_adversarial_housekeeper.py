@@ -29,6 +29,28 @@ def wait_until(predicate, what):
 def released(i):
     s = xinterp.stats()[i.id]
     return s["borrows"] == 0 and s["backlog"] == 0
+
+# An exporter whose release blocks until its interpreter's `go` is set (it needs `entered`).
+STUCK_EXPORTER = """
+import threading
+go = threading.Event()
+class E:
+    def __buffer__(s, f): return memoryview(bytearray(5))
+    def __release_buffer__(s, v):
+        v.release()
+        entered.put("in release")
+        go.wait()
+"""
+
+def stuck_interpreter(q, entered):
+    """A new interpreter whose release of a view main dropped is blocked on its `go`."""
+    x = xinterp.create()
+    x.prepare_main(q=q, entered=entered)
+    x.exec(STUCK_EXPORTER + "q.put(E())")
+    v = q.get()
+    del v  # x is idle: the housekeeper runs the release, which blocks until x's go is set
+    assert entered.get(timeout=30) == "in release"
+    return x
 '''
 
 
@@ -96,23 +118,9 @@ x.close()
 
 
 STUCK = '''
-x = xinterp.create()
 q = xinterp.create_queue()
 entered = xinterp.create_queue()
-x.prepare_main(q=q, entered=entered)
-x.exec("""
-import threading
-go = threading.Event()
-class E:
-    def __buffer__(s, f): return memoryview(bytearray(5))
-    def __release_buffer__(s, v):
-        v.release()
-        entered.put("in release")
-        go.wait()
-q.put(E())""")
-v = q.get()
-del v  # x is idle: the housekeeper runs the release, which blocks until x's go is set
-assert entered.get(timeout=30) == "in release"
+x = stuck_interpreter(q, entered)
 '''
 
 
@@ -157,22 +165,7 @@ q = xinterp.create_queue()
 entered = xinterp.create_queue()
 stuck = []
 for _ in range(16):
-    s = xinterp.create()
-    s.prepare_main(q=q, entered=entered)
-    s.exec("""
-import threading
-go = threading.Event()
-class E:
-    def __buffer__(s, f): return memoryview(bytearray(5))
-    def __release_buffer__(s, v):
-        v.release()
-        entered.put("in release")
-        go.wait()
-q.put(E())""")
-    v = q.get()
-    del v
-    assert entered.get(timeout=30) == "in release"
-    stuck.append(s)
+    stuck.append(stuck_interpreter(q, entered))
 y = xinterp.create()
 y.prepare_main(q=q)
 y.exec("b = bytearray(b'hello'); q.put(b)")
@@ -219,14 +212,8 @@ def test_exit_with_a_release_of_main_stuck_forever():
     # main's own release, run by the housekeeper while main's thread is in x, never returns:
     # main's owner is abandoned after the grace period instead of exit waiting for it forever.
     proc = run_script(script('''
-go = threading.Event()
 entered = xinterp.create_queue()
-class E:
-    def __buffer__(s, f): return memoryview(bytearray(5))
-    def __release_buffer__(s, v):
-        v.release()
-        entered.put("in release")
-        go.wait()
+exec(STUCK_EXPORTER)  # main's E: its release blocks on main's go
 x = xinterp.create()
 q = xinterp.create_queue()
 x.prepare_main(q=q, entered=entered)

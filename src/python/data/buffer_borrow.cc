@@ -7,6 +7,25 @@
 #include "engine/python_engine.h"
 
 namespace xinterp::python {
+namespace {
+
+// Fills *view with obj's buffer if it is C-contiguous (the only layout lent without a copy);
+// otherwise sets *status (the Python error set, or kNotShareable) and holds no buffer.
+bool get_contiguous(PyObject* obj, Py_buffer* view, Status* status) {
+  if (PyObject_GetBuffer(obj, view, PyBUF_FULL_RO) < 0) {
+    *status = Status::error(ErrorKind::kPythonSet, "");
+    return false;
+  }
+  if (!PyBuffer_IsContiguous(view, 'C')) {
+    PyBuffer_Release(view);
+    *status = Status::error(ErrorKind::kNotShareable,
+                            "only C-contiguous buffers are shared without a copy");
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
 
 std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<InterpRecord> owner,
                                                  Status* status) {
@@ -26,16 +45,7 @@ std::shared_ptr<BufferBorrow> BufferBorrow::take(PyObject* obj, std::shared_ptr<
   }
   auto lent = std::make_unique<LentBuffer>();
   Py_buffer& view = lent->view;
-  if (PyObject_GetBuffer(obj, &view, PyBUF_FULL_RO) < 0) {
-    *status = Status::error(ErrorKind::kPythonSet, "");
-    return nullptr;
-  }
-  if (!PyBuffer_IsContiguous(&view, 'C')) {
-    PyBuffer_Release(&view);
-    *status = Status::error(ErrorKind::kNotShareable,
-                            "only C-contiguous buffers are shared without a copy");
-    return nullptr;
-  }
+  if (!get_contiguous(obj, &view, status)) return nullptr;
   // Everything that allocates runs before the borrow is registered, or is undone with it: an
   // allocation failure raises MemoryError with the buffer given back and nothing counted.
   auto no_memory = [&](bool registered) -> std::shared_ptr<BufferBorrow> {
@@ -97,16 +107,7 @@ std::shared_ptr<BufferBorrow> BufferBorrow::relend(PyObject* obj,
   // The layout is read from the view, then the view is given back at once: the memory is
   // base's root's, held by the new borrow.
   Py_buffer view;
-  if (PyObject_GetBuffer(obj, &view, PyBUF_FULL_RO) < 0) {
-    *status = Status::error(ErrorKind::kPythonSet, "");
-    return nullptr;
-  }
-  if (!PyBuffer_IsContiguous(&view, 'C')) {
-    PyBuffer_Release(&view);
-    *status = Status::error(ErrorKind::kNotShareable,
-                            "only C-contiguous buffers are shared without a copy");
-    return nullptr;
-  }
+  if (!get_contiguous(obj, &view, status)) return nullptr;
   std::shared_ptr<BufferBorrow> b;
   try {
     b.reset(new BufferBorrow());
