@@ -17,7 +17,10 @@
 //     picks up the rest).
 //   - close: begin_close() -> wait_until_unused() -> finish_close(). finish_close drains every
 //     call posted before it and seals the queue; calls posted after the seal take the raw path.
-//     No call is lost and none runs twice.
+//     No call is lost and none runs twice. The one exception is abandon(), for process exit
+//     while a thread is stuck inside a call: the calls its drain had not reached never run, and
+//     abandon() returns how many (the engine counts them). The engine's object for the owner
+//     must outlive a stuck call, which may still return and detach.
 //
 // Requirements:
 //   - Whoever calls a method holds a reference to the owner (an OwnerRef) for the whole call:

@@ -65,6 +65,9 @@ struct RegistryStats {
   // Drains the housekeeper ran on its own thread because no worker could be started (a
   // fallback: meanwhile it serves no other owner).
   uint64_t housekeeper_inline_drains = 0;
+  // Drain workers that could not be started (thread creation failed); their jobs waited for a
+  // live worker, or were drained inline when none was alive.
+  uint64_t drain_worker_start_failures = 0;
 };
 
 class Runtime {

@@ -31,10 +31,11 @@ Housekeeper::~Housekeeper() {
   {
     internal::MutexLock lock(workers_mu_);
     workers_stop_ = true;
-    workers_cv_.notify_all();
-    while (workers_live_ != 0) workers_cv_.wait(workers_mu_);
+    workers_cv_->notify_all();
+    while (workers_live_ != 0) workers_cv_->wait(workers_mu_);
   }
   join_retired_workers();
+  delete workers_cv_;  // no worker is left to wait on it
   run_deferred_raw();
   internal::MutexLock lock(mu_);
   for (Owner* o = inbox_.exchange(nullptr); o;) {
@@ -191,14 +192,15 @@ void Housekeeper::dispatch(Owner& owner) noexcept {
         ++workers_live_;
         workers_started_.fetch_add(1, std::memory_order_relaxed);
         // Joined once it retires (join_retired_workers), by the housekeeper or its destructor.
-      } else if (workers_live_ == 0) {
+      } else if (worker_start_failures_.fetch_add(1, std::memory_order_relaxed),
+                 workers_live_ == 0) {
         // Fallback: no worker can start and none is alive to take the job: drain it here, as
         // the housekeeper always did (it then waits for this owner alone).
         jobs_.pop_back();
         inline_drain = true;
       }
     }
-    if (!inline_drain) workers_cv_.notify_one();
+    if (!inline_drain) workers_cv_->notify_one();
   }
   if (inline_drain) {
     inline_drains_.fetch_add(1, std::memory_order_relaxed);
@@ -213,7 +215,14 @@ void* Housekeeper::worker_main(void* self) {
   return nullptr;
 }
 
+namespace {
+// Set on drain worker threads: a call that forks (a __del__ calling os.fork()) leaves the child
+// with this one worker still running, which reset_after_fork_child() must count.
+thread_local bool t_is_worker = false;
+}  // namespace
+
 void Housekeeper::worker_loop() noexcept {
+  t_is_worker = true;
   const auto retire_after = runtime_.options().worker_idle_retire;
   workers_mu_.lock();
   for (;;) {
@@ -221,7 +230,7 @@ void Housekeeper::worker_loop() noexcept {
       if (workers_stop_) break;
       ++workers_idle_;
       const bool woken =
-          workers_cv_.wait_until(workers_mu_, std::chrono::steady_clock::now() + retire_after);
+          workers_cv_->wait_until(workers_mu_, std::chrono::steady_clock::now() + retire_after);
       --workers_idle_;
       if (!woken && jobs_.empty()) break;  // idle for a whole retire period: retire
       continue;
@@ -238,7 +247,7 @@ void Housekeeper::worker_loop() noexcept {
   }
   --workers_live_;
   retired_.push_back(pthread_self());
-  if (workers_live_ == 0) workers_cv_.notify_all();  // the destructor waits for the last one
+  if (workers_live_ == 0) workers_cv_->notify_all();  // the destructor waits for the last one
   workers_mu_.unlock();
 }
 
@@ -392,9 +401,10 @@ void Housekeeper::reset_after_fork_child() {
   // held on the owner it was draining is leaked with it (the record is never freed).
   for (Owner* o : jobs_) o->unref();
   jobs_.clear();
-  retired_.clear();  // threads of the parent: nothing to join
-  workers_live_ = 0;
+  retired_.clear();                     // threads of the parent: nothing to join
+  workers_live_ = t_is_worker ? 1 : 0;  // the worker that forked, if it was one, runs on
   workers_idle_ = 0;
+  workers_cv_ = new internal::CondVar();  // the old one is leaked (see its declaration)
   workers_mu_.unlock();
   mu_.unlock();
   start_mu_.unlock();

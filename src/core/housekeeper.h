@@ -83,6 +83,11 @@ class Housekeeper {
     return workers_live_;
   }
   uint64_t inline_drains() const noexcept { return inline_drains_.load(std::memory_order_relaxed); }
+  // Workers that could not be started (pthread_create failed): the job waited for a live worker,
+  // or was drained inline (inline_drains()) when none was alive.
+  uint64_t worker_start_failures() const noexcept {
+    return worker_start_failures_.load(std::memory_order_relaxed);
+  }
   // The stack size of every thread of the runtime that runs calls.
   static size_t call_stack_size() noexcept;
 
@@ -147,7 +152,10 @@ class Housekeeper {
 
   // Drain workers. Each job holds one reference to its owner; a worker drops it once done.
   mutable internal::Mutex workers_mu_;
-  internal::CondVar workers_cv_;  // jobs queued, stop, or the last worker gone
+  // Jobs queued, stop, or the last worker gone. Behind a pointer: a fork child gets a new one and
+  // leaks the old, which the parent's vanished workers may be counted as waiting on (glibc's
+  // condition variables wait for their old waiters, so notifying or destroying it could hang).
+  internal::CondVar* workers_cv_ = new internal::CondVar();
   std::vector<Owner*> jobs_ XI_GUARDED_BY(workers_mu_);        // FIFO: taken from the front
   std::vector<pthread_t> retired_ XI_GUARDED_BY(workers_mu_);  // exited or exiting: to join
   size_t workers_live_ XI_GUARDED_BY(workers_mu_) = 0;
@@ -155,6 +163,7 @@ class Housekeeper {
   bool workers_stop_ XI_GUARDED_BY(workers_mu_) = false;
   std::atomic<uint64_t> workers_started_{0};
   std::atomic<uint64_t> inline_drains_{0};
+  std::atomic<uint64_t> worker_start_failures_{0};
 };
 
 }  // namespace xinterp

@@ -14,6 +14,9 @@ Runtime::Runtime(Engine& engine, RuntimeOptions options)
       registry_(std::make_unique<OwnerRegistry>()),
       housekeeper_(std::make_unique<Housekeeper>(*this)) {
   XI_CHECK(options_.drain_deadline.count() > 0, "drain_deadline must be positive");
+  // Without a worker no drain would ever run (the inline fallback is for failed starts only).
+  XI_CHECK(options_.max_drain_workers >= 1, "max_drain_workers must be at least 1");
+  XI_CHECK(options_.worker_idle_retire.count() > 0, "worker_idle_retire must be positive");
   internal::register_runtime(this);
 }
 
@@ -55,6 +58,7 @@ RegistryStats Runtime::registry_stats() const {
   RegistryStats s = registry_->stats();
   s.drain_workers_started = housekeeper_->workers_started();
   s.housekeeper_inline_drains = housekeeper_->inline_drains();
+  s.drain_worker_start_failures = housekeeper_->worker_start_failures();
   return s;
 }
 

@@ -26,7 +26,7 @@ std::shared_ptr<InterpRecord> lookup(PyObject* module, PyObject* arg) {
   if (!parse_id(arg, &id)) return nullptr;
   auto rec = PythonEngine::get().find(id);
   if (rec == nullptr) {
-    if (id == PyInterpreterState_GetID(PyInterpreterState_Main())) {
+    if (id == cpy::interpreter_id(PyInterpreterState_Main())) {
       // Only reachable from a sub-interpreter when main never imported xinterp.
       raise(module, Status::error(ErrorKind::kNotFound,
                                   "the main interpreter is not known to "
@@ -84,7 +84,7 @@ PyObject* mod_get_current(PyObject* module, PyObject*) {
   if (engine.current_is_ending()) {
     // close() is ending it (its atexit handlers, finalizers): it is still the current one.
     PyInterpreterState* interp = PyThreadState_GetInterpreter(cpy::current_tstate());
-    return Py_BuildValue("(Li)", static_cast<long long>(PyInterpreterState_GetID(interp)),
+    return Py_BuildValue("(Li)", static_cast<long long>(cpy::interpreter_id(interp)),
                          static_cast<int>(Whence::kStdlib));
   }
   Status s;
@@ -97,9 +97,9 @@ PyObject* mod_get_main(PyObject*, PyObject*) {
   auto rec = PythonEngine::get().find(PyInterpreterState_Main());
   if (rec == nullptr) {
     // The main interpreter has not imported xinterp (only a sub-interpreter did).
-    return Py_BuildValue(
-        "(Li)", static_cast<long long>(PyInterpreterState_GetID(PyInterpreterState_Main())),
-        static_cast<int>(Whence::kRuntime));
+    return Py_BuildValue("(Li)",
+                         static_cast<long long>(cpy::interpreter_id(PyInterpreterState_Main())),
+                         static_cast<int>(Whence::kRuntime));
   }
   return id_whence(*rec);
 }

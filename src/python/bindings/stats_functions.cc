@@ -103,6 +103,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
                               {"drain_workers_started", reg.drain_workers_started},
                               {"housekeeper_inline_drains", reg.housekeeper_inline_drains},
+                              {"drain_worker_start_failures", reg.drain_worker_start_failures},
                               {"queues", queues.live},
                               {"queues_held_only_by_values", queues.held_only_by_values},
                               {"channels", ChannelRegistry::get().all().size()},

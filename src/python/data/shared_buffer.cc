@@ -87,7 +87,7 @@ PyObject* make_view(const std::shared_ptr<BufferBorrow>& borrow, PyTypeObject* t
   }
   reinterpret_cast<SharedBufferObject*>(exporter)->borrow = held;
   PyThreadState* ts = cpy::current_tstate();
-  borrow->set_holder(PyInterpreterState_GetID(PyThreadState_GetInterpreter(ts)));
+  borrow->set_holder(cpy::interpreter_id(PyThreadState_GetInterpreter(ts)));
   PyObject* view = PyMemoryView_FromObject(exporter);
   Py_DECREF(exporter);
   return view;

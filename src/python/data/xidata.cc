@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "cpython/cpython_private.h"
 #include "data/buffer_borrow.h"
 #include "data/shared_buffer.h"
 
@@ -242,7 +243,7 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
             ? borrow_of_view(obj, classes->shared_buffer)
             : nullptr;
     if (base != nullptr &&
-        (*base)->owner_py_id() != PyInterpreterState_GetID(PyInterpreterState_Get())) {
+        (*base)->owner_py_id() != cpy::interpreter_id(PyInterpreterState_Get())) {
       base = nullptr;
     }
     out->buffer = base != nullptr ? BufferBorrow::relend(obj, *base, &status)

@@ -239,7 +239,7 @@ std::shared_ptr<InterpRecord> PythonEngine::register_current(Status* status) {
       refused_while_closing_.fetch_add(1, std::memory_order_relaxed);
       *status = Status::error(
           ErrorKind::kInterpreter,
-          interp_name(PyInterpreterState_GetID(interp)) +
+          interp_name(cpy::interpreter_id(interp)) +
               " is closing: it cannot lend buffers or use xinterp from its exit handlers");
       return nullptr;
     }
