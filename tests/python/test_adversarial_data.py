@@ -5,7 +5,13 @@ timeout, and checks the return code and what the script printed."""
 
 import textwrap
 
+import pytest
+
 from conftest import run_script
+
+# Tests that lower RLIMIT_AS: under AddressSanitizer, whose shadow memory needs far more address
+# space, the subprocess could not map anything; they sit out the ASan stage with the RSS tests.
+MEMORY_LIMITED = pytest.mark.memory
 
 # Lower RLIMIT_AS in the subprocess: an allocation the limit refuses fails as it would on a
 # machine out of memory (std::bad_alloc in C++, MemoryError in CPython).
@@ -84,6 +90,7 @@ def test_a_chain_of_queues_dropped_by_a_get_or_at_exit_from_a_channel():
     assert_ok(result, '1 50002')
 
 
+@MEMORY_LIMITED
 def test_a_huge_str_under_a_memory_limit_raises_memoryerror():
     result = run_script(limited("""
         import xinterp
@@ -101,6 +108,7 @@ def test_a_huge_str_under_a_memory_limit_raises_memoryerror():
     assert_ok(result, 'MemoryError 0 small 0')
 
 
+@MEMORY_LIMITED
 def test_many_distinct_strs_under_a_memory_limit_raise_memoryerror_and_release_borrows():
     # The copy fails part-way, after a lent buffer was taken: the borrow goes back, nothing
     # is queued.
@@ -120,6 +128,7 @@ def test_many_distinct_strs_under_a_memory_limit_raise_memoryerror_and_release_b
     assert_ok(result, "MemoryError 0 0 (1, 'small')")
 
 
+@MEMORY_LIMITED
 def test_is_shareable_does_not_copy():
     # 4096 references to one 1 MiB str: a check that copied each would need 4 GiB.
     result = run_script(limited("""
@@ -132,6 +141,7 @@ def test_is_shareable_does_not_copy():
     assert_ok(result, 'True True False')
 
 
+@MEMORY_LIMITED
 def test_one_big_object_repeated_in_a_tuple_is_copied_once():
     # Copied once per object (str and bytes; a repeated sub-tuple is copied each time, its big
     # items once): the receiver gets one str referenced 4096 times, as sent.
