@@ -124,6 +124,11 @@ int64_t interpreter_id(PyInterpreterState* interp) noexcept {
   return xinterp_original_id(PyInterpreterState_GetID(interp));
 }
 
+bool memoryview_released(PyObject* view) noexcept {
+  // The flag lives in the (non-limited, same on 3.12 and 3.13) PyMemoryViewObject.
+  return (reinterpret_cast<PyMemoryViewObject*>(view)->flags & _Py_MEMORYVIEW_RELEASED) != 0;
+}
+
 int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept {
   return xinterp_count_visitors(interp, own);
 }

@@ -76,4 +76,8 @@ int64_t interpreter_id(PyInterpreterState* interp) noexcept;
 // enters). Call it holding no GIL (like unlink_interpreter).
 int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept;
 
+// Whether the memoryview `view` was released (memoryview.release()): its buffer, and the
+// exporter it names, may be freed; only the memoryview object itself may still be read.
+bool memoryview_released(PyObject* view) noexcept;
+
 }  // namespace xinterp::python::cpy

@@ -71,7 +71,8 @@ PyObject* make_shared_buffer_type(PyObject* module) {
 }
 
 const std::shared_ptr<BufferBorrow>* borrow_of_view(PyObject* view, PyTypeObject* type) {
-  if (!PyMemoryView_Check(view)) return nullptr;
+  // A released view names an exporter that may be gone (taking it then raises ValueError).
+  if (!PyMemoryView_Check(view) || cpy::memoryview_released(view)) return nullptr;
   PyObject* exporter = PyMemoryView_GET_BUFFER(view)->obj;
   if (exporter == nullptr || Py_TYPE(exporter) != type) return nullptr;
   return reinterpret_cast<SharedBufferObject*>(exporter)->borrow;
