@@ -26,7 +26,8 @@ from ._xinterp import (
 )
 
 __all__ = [
-    'get_current', 'get_main', 'create', 'list_all', 'is_shareable', 'stats', 'runtime_stats',
+    'get_current', 'get_main', 'create', 'list_all', 'is_shareable', 'lend', 'stats',
+    'runtime_stats',
     'Interpreter',
     'InterpreterError', 'InterpreterNotFoundError', 'ExecutionFailed',
     'NotShareableError',
@@ -132,6 +133,31 @@ def get_main():
     """Return the main interpreter."""
     id, whence = _xinterp.get_main()
     return Interpreter(id, _whence=whence)
+
+
+def lend(obj):
+    """Return a memoryview of ``obj`` that is shared without a copy (lent) when sent.
+
+    As in CPython 3.14, only a ``memoryview`` is shared zero-copy; any other buffer exporter
+    (``bytearray``, ``array.array``, ``mmap``, NumPy arrays, ...) goes by copy or pickle, or is
+    refused where no fallback is allowed. ``lend(obj)`` opts in on purpose: it checks that
+    ``obj`` exports a C-contiguous buffer (``TypeError`` if it exports none, ``ValueError`` if
+    the buffer is not C-contiguous or the view is released, instead of a silent copy) and
+    returns ``memoryview(obj)``. Receivers of that view see the sender's memory, writable if the
+    exporter is; the exporter stays locked (a ``bytearray`` cannot be resized) until the last
+    receiving view and every queued copy are gone. While lent, the returned view itself cannot
+    be released (``BufferError``): drop it instead.
+    """
+    try:
+        view = memoryview(obj)
+    except TypeError:
+        raise TypeError(f'lend() needs an object exporting the buffer protocol, '
+                        f'not {type(obj).__name__!r}') from None
+    if not view.c_contiguous:
+        view.release()
+        raise ValueError('lend() needs a C-contiguous buffer (copy it first, e.g. with '
+                         'bytes(), or make it contiguous)')
+    return view
 
 
 _known = ObjectsById()

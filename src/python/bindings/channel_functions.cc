@@ -90,7 +90,12 @@ PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbou
   Item item;
   ModuleState* st = state_of(module);
   const Sender sender{st->self, &st->classes};
-  Status s = encode(obj, Fallback::kFull, &item.value, &sender);
+  // send_buffer() lends the buffer (as 3.13's draft does): through a memoryview, the one kind of
+  // buffer that is shared without a copy.
+  PyObject* view = buffer_only ? PyMemoryView_FromObject(obj) : Py_NewRef(obj);
+  if (view == nullptr) return nullptr;
+  Status s = encode(view, Fallback::kFull, &item.value, &sender);
+  Py_DECREF(view);
   if (!s.ok()) return raise(module, s);
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;

@@ -110,6 +110,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"fallback_pickled", fb.pickled},
                               {"fallback_function_code", fb.function_code},
                               {"fallback_buffer_copied", fb.buffer_copied},
+                              {"fallback_bytearray_copied", fb.bytearray_copied},
                               {"bytes_copied_out_at_sender_close", fb.bytes_copied_out}});
   });
 }

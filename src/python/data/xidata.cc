@@ -8,6 +8,7 @@
 #include <string>
 #include <unordered_map>
 #include <utility>
+#include <vector>
 
 #include "cpython/cpython_private.h"
 #include "data/buffer_borrow.h"
@@ -25,34 +26,79 @@ constexpr size_t kMaxItems = size_t{1} << 22;
 // than to look up.
 constexpr Py_ssize_t kShareOnceMin = 1024;
 
-// The number of values `tuple` holds as encode_native would copy them, saturating just above
-// `limit`. Memoized per tuple object, so time and memory follow the objects, not the copies.
-// Levels beyond kMaxDepth count as one value (encode_native refuses them anyway).
-size_t expanded_size(PyObject* tuple, int depth, size_t limit,
+// Whether obj holds items that encode_native copies one by one: an exact tuple, frozenset or
+// slice (a range holds three ints, counted as one value).
+bool is_container(PyObject* obj) {
+  return PyTuple_CheckExact(obj) || PyFrozenSet_CheckExact(obj) || PySlice_Check(obj);
+}
+
+// The items of a container (is_container), borrowed: the container holds them and never changes
+// (a frozenset and a slice are immutable). -1 with a Python exception set if iterating failed.
+int items_of(PyObject* obj, std::vector<PyObject*>* out) {
+  out->clear();
+  if (PyTuple_CheckExact(obj)) {
+    const Py_ssize_t n = PyTuple_GET_SIZE(obj);
+    out->reserve(static_cast<size_t>(n));
+    for (Py_ssize_t k = 0; k < n; ++k) out->push_back(PyTuple_GET_ITEM(obj, k));
+    return 0;
+  }
+  if (PySlice_Check(obj)) {
+    auto* s = reinterpret_cast<PySliceObject*>(obj);
+    *out = {s->start, s->stop, s->step};
+    return 0;
+  }
+  out->reserve(static_cast<size_t>(PySet_GET_SIZE(obj)));
+  PyObject* it = PyObject_GetIter(obj);
+  if (it == nullptr) return -1;
+  while (PyObject* item = PyIter_Next(it)) {
+    out->push_back(item);
+    Py_DECREF(item);  // the frozenset keeps it alive
+  }
+  Py_DECREF(it);
+  return PyErr_Occurred() ? -1 : 0;
+}
+
+// The number of values the container `obj` holds as encode_native would copy them, saturating
+// just above `limit`. Memoized per container object, so time and memory follow the objects, not
+// the copies. Levels beyond kMaxDepth count as one value (encode_native refuses them anyway).
+size_t expanded_size(PyObject* obj, int depth, size_t limit,
                      std::unordered_map<PyObject*, size_t>* memo) {
   if (depth > kMaxDepth) return 1;
-  if (auto it = memo->find(tuple); it != memo->end()) return it->second;
+  if (auto it = memo->find(obj); it != memo->end()) return it->second;
   size_t n = 1;
-  const Py_ssize_t len = PyTuple_GET_SIZE(tuple);
-  for (Py_ssize_t k = 0; k < len && n <= limit; ++k) {
-    PyObject* item = PyTuple_GET_ITEM(tuple, k);
-    n += PyTuple_CheckExact(item) ? expanded_size(item, depth + 1, limit, memo) : 1;
+  if (PyTuple_CheckExact(obj)) {  // the common case, without a copy of the item list
+    const Py_ssize_t len = PyTuple_GET_SIZE(obj);
+    for (Py_ssize_t k = 0; k < len && n <= limit; ++k) {
+      PyObject* item = PyTuple_GET_ITEM(obj, k);
+      n += is_container(item) ? expanded_size(item, depth + 1, limit, memo) : 1;
+    }
+  } else {
+    std::vector<PyObject*> items;
+    if (items_of(obj, &items) < 0) {
+      PyErr_Clear();  // encode_native meets the same failure and reports it
+    }
+    for (size_t k = 0; k < items.size() && n <= limit; ++k) {
+      n += is_container(items[k]) ? expanded_size(items[k], depth + 1, limit, memo) : 1;
+    }
   }
   if (n > limit) n = limit + 1;
-  memo->emplace(tuple, n);
+  memo->emplace(obj, n);
   return n;
 }
 
-// Whether obj is a tuple too big to copy natively (it then goes by pickle, which keeps shared
-// references shared).
+// Whether obj is a container too big to copy natively (it then goes by pickle, which keeps
+// shared references shared).
 bool too_many_items(PyObject* obj) {
-  if (!PyTuple_CheckExact(obj)) return false;
-  const Py_ssize_t len = PyTuple_GET_SIZE(obj);
-  bool nested = false;
-  for (Py_ssize_t k = 0; k < len && !nested; ++k) {
-    nested = PyTuple_CheckExact(PyTuple_GET_ITEM(obj, k));
+  if (PyTuple_CheckExact(obj)) {
+    const Py_ssize_t len = PyTuple_GET_SIZE(obj);
+    bool nested = false;
+    for (Py_ssize_t k = 0; k < len && !nested; ++k) {
+      nested = is_container(PyTuple_GET_ITEM(obj, k));
+    }
+    if (!nested) return static_cast<size_t>(len) + 1 > kMaxItems;
+  } else if (!is_container(obj)) {
+    return false;
   }
-  if (!nested) return static_cast<size_t>(len) + 1 > kMaxItems;
   std::unordered_map<PyObject*, size_t> memo;
   return expanded_size(obj, 0, kMaxItems, &memo) > kMaxItems;
 }
@@ -71,7 +117,8 @@ class Ref {
   PyObject* obj_;
 };
 
-std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0}, g_bytes_copied_out{0};
+std::atomic<uint64_t> g_pickled{0}, g_function_code{0}, g_buffer_copied{0}, g_bytes_copied_out{0},
+    g_bytearray_copied{0};
 
 std::atomic<ObjectBinder> g_queue_binder{nullptr};
 std::atomic<ClassesLookup> g_classes_lookup{nullptr};
@@ -84,12 +131,16 @@ const SharedClasses* current_classes() {
 // The sender's context, completed on first need (a lent buffer, an xinterp object).
 class SenderContext {
  public:
-  explicit SenderContext(const Sender* given) {
+  // `fallback`: whether copies that are fallbacks (a bytearray) may be made.
+  SenderContext(const Sender* given, bool fallback) : fallback_(fallback) {
     if (given != nullptr) {
       record_ = given->record;
       classes_ = given->classes;
     }
   }
+  bool fallback() const noexcept { return fallback_; }
+  // bytearrays copied into this value: counted (fallback_bytearray_copied) once it is encoded.
+  uint64_t bytearrays = 0;
   const SharedClasses* classes() {
     if (classes_ == nullptr && !looked_up_) {
       classes_ = current_classes();
@@ -127,6 +178,7 @@ class SenderContext {
   const std::shared_ptr<InterpRecord>* record_ = nullptr;
   const SharedClasses* classes_ = nullptr;
   bool looked_up_ = false;
+  bool fallback_ = false;
 };
 
 // The object's `id` if it is an instance of `cls` (one of the registered classes), else -1.
@@ -232,7 +284,48 @@ int encode_native(PyObject* obj, XValue* out, int depth, bool probe, SenderConte
     }
     return 1;
   }
-  if (PyObject_CheckBuffer(obj)) {
+  if (PyFrozenSet_CheckExact(obj) || PySlice_Check(obj)) {
+    // Items checked and copied like a tuple's (same depth and size bounds).
+    std::vector<PyObject*> items;
+    if (items_of(obj, &items) < 0) return -1;
+    if (!probe) out->items.resize(items.size());
+    for (size_t k = 0; k < items.size(); ++k) {
+      int r = encode_native(items[k], probe ? out : &out->items[k], depth + 1, probe, sender);
+      if (r != 1) return r;
+    }
+    out->kind = PySlice_Check(obj) ? XValue::Kind::kSlice : XValue::Kind::kFrozenSet;
+    return 1;
+  }
+  if (PyRange_Check(obj)) {  // range cannot be subclassed; its bounds are exact ints
+    if (probe) return 1;
+    out->items.resize(3);
+    static const char* const kFields[] = {"start", "stop", "step"};
+    for (size_t k = 0; k < 3; ++k) {
+      Ref v(PyObject_GetAttrString(obj, kFields[k]));
+      if (v.get() == nullptr) return -1;
+      int r = encode_native(v.get(), &out->items[k], depth + 1, probe, sender);
+      if (r != 1) return r;
+    }
+    out->kind = XValue::Kind::kRange;
+    return 1;
+  }
+  if (PyComplex_CheckExact(obj)) {
+    out->kind = XValue::Kind::kComplex;
+    const Py_complex c = PyComplex_AsCComplex(obj);
+    out->f = c.real;
+    out->imag = c.imag;
+    return 1;
+  }
+  if (PyByteArray_CheckExact(obj)) {
+    // Not natively shareable (3.14): where a fallback is allowed, an independent copy that
+    // arrives as a bytearray; the sender may then change or resize its own freely.
+    if (probe || !sender.fallback()) return 0;
+    out->kind = XValue::Kind::kByteArray;
+    out->data.assign(PyByteArray_AS_STRING(obj), static_cast<size_t>(PyByteArray_GET_SIZE(obj)));
+    ++sender.bytearrays;
+    return 1;
+  }
+  if (PyMemoryView_Check(obj)) {  // the only buffer lent implicitly (memoryview: no subclasses)
     if (probe) return 1;
     Status status;
     // A view of this interpreter's own lent memory, sent on: lent again from its root
@@ -442,6 +535,7 @@ FallbackStats fallback_stats() noexcept {
   f.function_code = g_function_code.load(std::memory_order_relaxed);
   f.buffer_copied = g_buffer_copied.load(std::memory_order_relaxed);
   f.bytes_copied_out = g_bytes_copied_out.load(std::memory_order_relaxed);
+  f.bytearray_copied = g_bytearray_copied.load(std::memory_order_relaxed);
   return f;
 }
 
@@ -474,7 +568,7 @@ bool is_natively_shareable(PyObject* obj) {
       [&] {
         if (too_many_items(obj)) return 0;
         XValue scratch;
-        SenderContext sender(nullptr);
+        SenderContext sender(nullptr, /*fallback=*/false);
         return encode_native(obj, &scratch, 0, /*probe=*/true, sender);
       },
       -1);
@@ -486,8 +580,13 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
   *out = XValue();
   const int r = or_memory_error(
       [&] {
-        SenderContext sender(given);
-        return too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false, sender);
+        SenderContext sender(given, fallback != Fallback::kNone);
+        const int res =
+            too_many_items(obj) ? 0 : encode_native(obj, out, 0, /*probe=*/false, sender);
+        if (res == 1 && sender.bytearrays > 0) {
+          g_bytearray_copied.fetch_add(sender.bytearrays, std::memory_order_relaxed);
+        }
+        return res;
       },
       -1);
   if (r == 1) return Status();
@@ -495,11 +594,11 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
   *out = XValue();
   if (r < 0) return Status::error(ErrorKind::kPythonSet, "");
   if (fallback == Fallback::kNone) {
-    return not_shareable(obj, ("only None, bool, int, float, str, bytes, buffers, tuples of them "
-                               "(nested at most " +
+    return not_shareable(obj, ("only None, bool, int, float, complex, str, bytes, memoryview, "
+                               "range, tuples, frozensets and slices of them (nested at most " +
                                std::to_string(kMaxDepth) + " deep, " + std::to_string(kMaxItems) +
-                               " values in all), queues and "
-                               "interpreters are")
+                               " values in all), queues and interpreters are; "
+                               "xinterp.lend(obj) lends any other C-contiguous buffer")
                                   .c_str());
   }
   if (PyFunction_Check(obj) && needs_code_transport(obj)) {
@@ -599,6 +698,37 @@ PyObject* decode_value(const XValue& value, const SharedClasses* classes, Decode
         PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
       }
       return t;
+    }
+    case XValue::Kind::kComplex:
+      return PyComplex_FromDoubles(value.f, value.imag);
+    case XValue::Kind::kByteArray:
+      return PyByteArray_FromStringAndSize(value.data.data(),
+                                           static_cast<Py_ssize_t>(value.data.size()));
+    case XValue::Kind::kFrozenSet:
+    case XValue::Kind::kSlice:
+    case XValue::Kind::kRange: {
+      const bool bounds = value.kind != XValue::Kind::kFrozenSet;
+      if (bounds && value.items.size() != 3) break;  // corrupt
+      PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
+      if (t == nullptr) return nullptr;
+      for (size_t k = 0; k < value.items.size(); ++k) {
+        PyObject* item = decode_value(value.items[k], classes, memo);
+        if (item == nullptr) {
+          Py_DECREF(t);
+          return nullptr;
+        }
+        PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
+      }
+      PyObject* obj = nullptr;
+      if (value.kind == XValue::Kind::kFrozenSet) {
+        obj = PyFrozenSet_New(t);
+      } else if (value.kind == XValue::Kind::kSlice) {
+        obj = PySlice_New(PyTuple_GET_ITEM(t, 0), PyTuple_GET_ITEM(t, 1), PyTuple_GET_ITEM(t, 2));
+      } else {
+        obj = PyObject_Call(reinterpret_cast<PyObject*>(&PyRange_Type), t, nullptr);
+      }
+      Py_DECREF(t);
+      return obj;
     }
     case XValue::Kind::kPickled: {
       PyObject* bytes =

@@ -113,11 +113,17 @@ struct XValue {
     kBytesBorrow,  // a large bytes object of the sender, read in place (see above)
     kRecvChannel,
     kSendChannel,  // channel ends, by channel id (i)
+    kComplex,      // f + imag j
+    kFrozenSet,    // items
+    kRange,        // items: start, stop, step (ints)
+    kSlice,        // items: start, stop, step
+    kByteArray,    // a copy (data), not natively shareable: a fallback (see above)
   };
   Kind kind = Kind::kNone;
   bool b = false;
   int64_t i = 0;
   double f = 0.0;
+  double imag = 0.0;        // kComplex
   bool surrogates = false;  // kStr: `data` holds lone surrogates (encoded with surrogatepass)
   std::string data;         // str as UTF-8, bytes, big int in hex, pickle, marshalled code
   // kStr / kBytes: the payload instead of `data` (then empty) when one str or bytes object
@@ -159,6 +165,7 @@ struct FallbackStats {
   uint64_t function_code = 0;     // functions sent as their marshalled code
   uint64_t buffer_copied = 0;     // buffers not C-contiguous: copied instead of lent
   uint64_t bytes_copied_out = 0;  // large bytes copied out because their sender closed
+  uint64_t bytearray_copied = 0;  // bytearrays sent as a copy (not shareable, so a fallback)
 };
 FallbackStats fallback_stats() noexcept;
 
