@@ -6,8 +6,9 @@
 // embedded CPython:
 //   1. Round trip. The input is read as a recipe for a Python value: None, bool, int of any
 //      size, float of any bit pattern, str of any code points (lone surrogates included), bytes
-//      (some of 64 KiB and more, which travel as a borrow of the sender's bytes), and tuples of
-//      these, nested; or values that need the pickle fallback (list, dict, set, complex). A
+//      (some of 64 KiB and more, which travel as a borrow of the sender's bytes), complex,
+//      range, and tuples, frozensets and slices of these, nested; a bytearray (copied: a
+//      fallback); or values that need the pickle fallback (list, dict, set). A
 //      builds the value and encodes it; B decodes it and compares it with the same recipe
 //      built in B. is_natively_shareable() must agree with encode() without fallback.
 //   2. Decoder robustness. The input is read as an XValue built by hand (what encode() never
@@ -58,7 +59,7 @@ constexpr int kMaxDepth = 6;
 // A new reference built from the recipe in p, or nullptr with an exception set. The same bytes
 // build equal values in every interpreter.
 PyObject* build(FuzzedDataProvider& p, int depth) {
-  const int kind = p.ConsumeIntegralInRange<int>(0, 11);
+  const int kind = p.ConsumeIntegralInRange<int>(0, 15);
   switch (kind) {
     case 0:
       Py_RETURN_NONE;
@@ -103,6 +104,8 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
     case 7:     // tuple (natively shareable if its items are)
     case 8:     // list (pickle)
     case 9:     // set of its hashable items (pickle)
+    case 12:    // frozenset of its hashable items (natively shareable if its items are)
+    case 13:    // slice of the first three items (natively shareable if they are)
     case 10: {  // dict str -> item (pickle)
       const size_t n = depth >= kMaxDepth ? 0 : p.ConsumeIntegralInRange<size_t>(0, 4);
       PyObject* items = PyList_New(0);
@@ -122,8 +125,14 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
       } else if (kind == 8) {
         Py_INCREF(items);
         out = items;
-      } else if (kind == 9) {
-        out = PySet_New(nullptr);
+      } else if (kind == 13) {
+        PyObject* three[3] = {Py_None, Py_None, Py_None};
+        for (Py_ssize_t k = 0; k < 3 && k < PyList_GET_SIZE(items); ++k) {
+          three[k] = PyList_GET_ITEM(items, k);
+        }
+        out = PySlice_New(three[0], three[1], three[2]);
+      } else if (kind == 9 || kind == 12) {
+        out = kind == 9 ? PySet_New(nullptr) : PyFrozenSet_New(nullptr);
         for (Py_ssize_t k = 0; out != nullptr && k < PyList_GET_SIZE(items); ++k) {
           PyObject* item = PyList_GET_ITEM(items, k);
           if (PyObject_Hash(item) == -1) {
@@ -145,7 +154,25 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
       Py_DECREF(items);
       return out;
     }
-    default:  // complex (pickle)
+    case 14: {  // range: bounds of any size (step never 0)
+      PyObject* start = PyLong_FromLongLong(p.ConsumeIntegral<long long>());
+      PyObject* stop = PyLong_FromLongLong(p.ConsumeIntegral<long long>());
+      long long step_v = p.ConsumeIntegral<long long>();
+      PyObject* step = PyLong_FromLongLong(step_v == 0 ? 1 : step_v);
+      PyObject* r = start && stop && step ? PyObject_CallFunctionObjArgs(
+                                                reinterpret_cast<PyObject*>(&PyRange_Type),
+                                                start, stop, step, nullptr)
+                                          : nullptr;
+      Py_XDECREF(start);
+      Py_XDECREF(stop);
+      Py_XDECREF(step);
+      return r;
+    }
+    case 15: {  // bytearray (copied: a fallback, not natively shareable)
+      const std::string b = p.ConsumeRandomLengthString(64);
+      return PyByteArray_FromStringAndSize(b.data(), static_cast<Py_ssize_t>(b.size()));
+    }
+    default:  // complex (natively shareable)
       return PyComplex_FromDoubles(p.ConsumeFloatingPoint<double>(),
                                    p.ConsumeFloatingPoint<double>());
   }
@@ -186,7 +213,12 @@ bool same(PyObject* a, PyObject* b) {
     auto eq = [](double u, double v) { return (std::isnan(u) && std::isnan(v)) || u == v; };
     return eq(x.real, y.real) && eq(x.imag, y.imag);
   }
-  if (PySet_Check(a)) {  // by elements (iteration order may differ; NaNs are never equal)
+  if (PySlice_Check(a)) {  // by fields (they may hold NaNs)
+    auto* x = reinterpret_cast<PySliceObject*>(a);
+    auto* y = reinterpret_cast<PySliceObject*>(b);
+    return same(x->start, y->start) && same(x->stop, y->stop) && same(x->step, y->step);
+  }
+  if (PyAnySet_Check(a)) {  // by elements (iteration order may differ; NaNs are never equal)
     if (PySet_GET_SIZE(a) != PySet_GET_SIZE(b)) return false;
     PyObject* la = PySequence_List(a);
     PyObject* lb = PySequence_List(b);
@@ -262,7 +294,7 @@ void round_trip(const uint8_t* data, size_t size) {
 
 XValue raw_value(FuzzedDataProvider& p, int depth) {
   XValue v;
-  switch (p.ConsumeIntegralInRange<int>(0, 6)) {
+  switch (p.ConsumeIntegralInRange<int>(0, 11)) {
     case 0:
       v.kind = XValue::Kind::kBigInt;
       v.data = p.ConsumeRandomLengthString(64);
@@ -287,6 +319,25 @@ XValue raw_value(FuzzedDataProvider& p, int depth) {
     case 5:
       v.kind = XValue::Kind::kBool;
       v.b = p.ConsumeBool();
+      break;
+    case 6:
+      v.kind = XValue::Kind::kComplex;
+      v.f = p.ConsumeFloatingPoint<double>();
+      v.imag = p.ConsumeFloatingPoint<double>();
+      break;
+    case 7:
+      v.kind = XValue::Kind::kByteArray;
+      v.data = p.ConsumeRandomLengthString(64);
+      break;
+    case 8:
+    case 9:
+    case 10:  // any items, any count: a range of non-ints, unhashable set items, 2-item slices
+      v.kind = p.PickValueInArray(
+          {XValue::Kind::kFrozenSet, XValue::Kind::kRange, XValue::Kind::kSlice});
+      if (depth < 32) {
+        v.items.resize(p.ConsumeIntegralInRange<size_t>(0, 4));
+        for (XValue& item : v.items) item = raw_value(p, depth + 1);
+      }
       break;
     default:
       v.kind = XValue::Kind::kTuple;

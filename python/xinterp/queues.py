@@ -2,7 +2,7 @@
 
 A queue is process-wide: any interpreter may put and get, and a Queue object is itself
 shareable (put it in a queue, pass it to ``call()`` or ``prepare_main()``). Values are natively
-shared where possible (see ``xinterp.is_shareable``), buffers without a copy, anything else by
+shared where possible (see ``xinterp.is_shareable``), memoryviews lent, anything else by
 pickle. ``put``/``get`` block with real waits (no polling), release the caller's GIL while
 waiting, and honour fractional timeouts.
 

@@ -115,7 +115,7 @@ def test_many_distinct_strs_under_a_memory_limit_raise_memoryerror_and_release_b
     result = run_script(limited("""
         import xinterp
         q = xinterp.create_queue()
-        value = (bytearray(8),) + tuple(str(k) + 'x' * (1 << 20) for k in range(1100))
+        value = (memoryview(bytearray(8)),) + tuple(str(k) + 'x' * (1 << 20) for k in range(1100))
         try:
             q.put(value)
         except MemoryError:
@@ -223,7 +223,7 @@ def test_a_view_sent_on_and_on_is_not_a_chain_of_borrows():
         import xinterp
         q = xinterp.create_queue()
         mem = bytearray(range(16))
-        v = mem
+        v = memoryview(mem)
         for _ in range(100_000):
             q.put(v)
             v = q.get()
@@ -231,7 +231,7 @@ def test_a_view_sent_on_and_on_is_not_a_chain_of_borrows():
         del v
         print(xinterp.stats()[0]['borrows'])
 
-        q.put(mem)
+        q.put(memoryview(mem))
         v = q.get()
         q.put(v[4:12].cast('I').toreadonly())
         w = q.get()
@@ -246,7 +246,8 @@ def test_a_view_sent_on_and_on_is_not_a_chain_of_borrows():
         interp.prepare_main(q=q)
         # the same in a subinterpreter, over its own memory
         interp.exec('''if True:
-            v = mem = bytearray(range(4))
+            mem = bytearray(range(4))
+            v = memoryview(mem)
             for _ in range(20_000):
                 q.put(v)
                 v = q.get()

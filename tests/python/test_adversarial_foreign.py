@@ -46,7 +46,7 @@ class Exporter:
         return memoryview(self.data)
     def __release_buffer__(self, view):
         view.release()
-q.put(Exporter())
+q.put(memoryview(Exporter()))
 """)
 v = q.get(timeout=10)
 assert bytes(v[:3]) == b"xxx"
@@ -78,7 +78,7 @@ q = queues.Queue({q.id})
 class Exporter:
     def __buffer__(self, flags):
         return memoryview(bytearray(16))
-q.put(Exporter())
+q.put(memoryview(Exporter()))
 """)
 v = q.get(timeout=10)
 del v

@@ -128,7 +128,7 @@ def test_a_stuck_release_delays_only_its_own_interpreter():
     proc = run_script(script(STUCK + '''
 y = xinterp.create()
 y.prepare_main(q=q)
-y.exec("b = bytearray(b'hello'); q.put(b)")
+y.exec("b = bytearray(b'hello'); q.put(memoryview(b))")
 w = q.get()
 assert bytes(w) == b"hello"
 del w  # y is idle too: its release must not wait for x's
@@ -168,7 +168,7 @@ for _ in range(16):
     stuck.append(stuck_interpreter(q, entered))
 y = xinterp.create()
 y.prepare_main(q=q)
-y.exec("b = bytearray(b'hello'); q.put(b)")
+y.exec("b = bytearray(b'hello'); q.put(memoryview(b))")
 w = q.get()
 del w
 print("y borrows", xinterp.stats()[y.id]["borrows"], flush=True)  # its release is queued

@@ -125,7 +125,7 @@ def test_ctrl_c_while_close_waits_for_borrowed_buffers():
         q = xinterp.create_queue()
         x = xinterp.create()
         x.prepare_main(q=q)
-        x.exec("buf = bytearray(b'mine'); q.put(buf)")
+        x.exec("buf = bytearray(b'mine'); q.put(memoryview(buf))")
         view = q.get()
 
         def interrupt_when_waiting():

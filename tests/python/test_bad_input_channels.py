@@ -166,7 +166,7 @@ def test_closed_channel_raises_closed(chan, fn, which_end):
 
 def test_closing_a_channel_with_items(chan):
     r, s = chan
-    s.send_nowait(bytearray(8))  # lent; given back when the channel ends
+    s.send_nowait(memoryview(bytearray(8)))  # lent; given back when the channel ends
     check(r.close, channels.ChannelNotEmptyError, 'still has items')
     s.close()
     s.close()  # closing the send end again is harmless

@@ -337,7 +337,7 @@ def test_close_with_huge_or_edge_timeouts(timeout):
 def test_close_of_a_lender_with_bad_then_short_timeouts(q1):
     i = xinterp.create()
     i.prepare_main(q=q1)
-    i.exec('b = bytearray(b"lent")\nq.put(b)')
+    i.exec('b = bytearray(b"lent")\nq.put(memoryview(b))')
     view = q1.get()
     check(lambda: i.close(timeout=NAN), ValueError, 'non-negative')
     check(lambda: i.close(timeout=0), xinterp.InterpreterError, 'still borrowed')

@@ -15,7 +15,7 @@ def test_use_after_shutdown_does_not_crash():
         from xinterp import _xinterp, channels
         i = xinterp.create()
         q = xinterp.create_queue()
-        q.put(bytearray(8))
+        q.put(memoryview(bytearray(8)))
         r, s = channels.create()
         _xinterp._shutdown()
         def expect(exc, fragment, fn):
@@ -45,14 +45,14 @@ def test_exit_after_a_sweep_of_bad_input_is_clean():
         j = xinterp.create()
         _xinterp.decref(j.id)                       # j closed under its object
         q = xinterp.create_queue()
-        q.put(bytearray(8))
+        q.put(memoryview(bytearray(8)))
         _xinterp.queue_release(q.id)                # q closed under its object
         q2 = xinterp.create_queue()
         i.prepare_main(q2=q2)
-        i.exec('q2.put(bytearray(b"held by main"))')
+        i.exec('q2.put(memoryview(bytearray(b"held by main")))')
         view = q2.get()                             # main keeps a view of i's buffer at exit
         r, s = channels.create()
-        s.send_nowait(bytearray(4))                 # left in an open channel at exit
+        s.send_nowait(memoryview(bytearray(4)))                 # left in an open channel at exit
         for bad in (-1, 2**64, 'x', None):
             for fn in (xinterp.Interpreter, queues.Queue, _xinterp.decref, _xinterp.destroy):
                 try:

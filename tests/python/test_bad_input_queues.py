@@ -199,7 +199,7 @@ def test_queue_errors_are_the_stdlib_ones_too(q1):
 
 def test_queue_whose_last_reference_was_dropped():
     q = xinterp.create_queue()
-    q.put(bytearray(16))  # a lent buffer: given back when the queue goes
+    q.put(memoryview(bytearray(16)))  # a lent buffer: given back when the queue goes
     qid = q.id
     blob = pickle.dumps(q)
     del q
@@ -213,7 +213,7 @@ def test_queue_released_once_too_often_is_closed_not_crashed():
     # queue_release() drops a reference the caller must own; misused, it ends the queue under
     # its Queue objects, which then report it closed.
     q = xinterp.create_queue()
-    q.put(bytearray(16))
+    q.put(memoryview(bytearray(16)))
     _xinterp.queue_release(q.id)
     check(lambda: q.put(1), queues.QueueError, 'is closed')
     check(q.get_nowait, queues.QueueError, 'is closed')

@@ -42,7 +42,7 @@ def test_released_or_resized_buffers(q1):
     m.release()
     check(lambda: q1.put(m), ValueError, 'released memoryview')
     b = bytearray(b'lent')
-    q1.put(b)
+    q1.put(xinterp.lend(b))
     check(lambda: b.extend(b'x'), BufferError, 're-sized')  # held while the item is queued
     view = q1.get_nowait()
     del view

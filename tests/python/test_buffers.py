@@ -20,7 +20,7 @@ def released(i):
 def test_write_on_one_side_is_seen_on_the_other(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
-    interp.exec('buf = bytearray(b"hello"); q.put(buf)')
+    interp.exec('buf = bytearray(b"hello"); q.put(memoryview(buf))')
     view = q.get()
     assert isinstance(view, memoryview) and not view.readonly
     view[0] = ord('J')  # main writes into the sub's bytearray
@@ -44,7 +44,7 @@ def test_readonly_exporter_stays_readonly(interp):
 def test_format_and_shape_are_kept(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
-    interp.exec('import array\nq.put(array.array("d", [1.5, 2.5, 3.5]))\n'
+    interp.exec('import array, xinterp\nq.put(xinterp.lend(array.array("d", [1.5, 2.5, 3.5])))\n'
                 'q.put(memoryview(bytearray(12)).cast("i", (3, 1)))')
     v = q.get()
     assert v.format == 'd' and v.itemsize == 8 and v.tolist() == [1.5, 2.5, 3.5]
@@ -55,7 +55,7 @@ def test_format_and_shape_are_kept(interp):
 def test_exporter_stays_locked_until_the_last_view_goes(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
-    interp.exec('buf = bytearray(b"abc"); q.put(buf)')
+    interp.exec('buf = bytearray(b"abc"); q.put(memoryview(buf))')
     view = q.get()
     # While exported, a bytearray cannot resize: the owner's buffer is really held.
     interp.exec('try:\n    buf.append(1)\n    resized = True\nexcept BufferError:\n'
@@ -73,7 +73,7 @@ def test_exporter_stays_locked_until_the_last_view_goes(interp):
 
 def test_buffers_through_call_and_prepare_main(interp):
     data = bytearray(b'0123')
-    interp.prepare_main(shared=data)
+    interp.prepare_main(shared=memoryview(data))
     interp.exec('shared[0] = ord("X")')
     assert data == bytearray(b'X123')
 
@@ -81,7 +81,7 @@ def test_buffers_through_call_and_prepare_main(interp):
         view[1] = ord('Y')
         return len(view)
 
-    assert interp.call(poke, data) == 4
+    assert interp.call(poke, memoryview(data)) == 4
     assert data == bytearray(b'XY23')
     interp.exec('del shared')
     assert eventually(lambda: xinterp.stats()[0]['borrows'] == 0)
@@ -90,9 +90,10 @@ def test_buffers_through_call_and_prepare_main(interp):
 def test_many_exporter_kinds(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
-    interp.exec('import array, mmap\n'
+    interp.exec('import array, mmap, xinterp\n'
                 'm = mmap.mmap(-1, 16); m[:4] = b"mmap"\n'
-                'q.put(m); q.put(array.array("b", [1, 2, 3])); q.put(memoryview(b"mv"))\n')
+                'q.put(xinterp.lend(m)); q.put(xinterp.lend(array.array("b", [1, 2, 3])))\n'
+                'q.put(memoryview(b"mv"))\n')
     assert bytes(q.get()[:4]) == b'mmap'
     assert q.get().tolist() == [1, 2, 3]
     assert bytes(q.get()) == b'mv'
@@ -112,7 +113,7 @@ def test_hundred_thousand_handovers_to_an_idle_owner_all_released(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
     n = 100_000
-    interp.exec(f'buf = bytearray(64)\nfor _ in range({n}): q.put(buf)\n')
+    interp.exec(f'buf = bytearray(64)\nfor _ in range({n}): q.put(memoryview(buf))\n')
     s0 = interp_stats(interp)
     assert s0['borrows'] == n
     for _ in range(n):
@@ -133,7 +134,7 @@ def test_release_in_the_owner_itself_runs_inline(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
     s0 = interp_stats(interp)
-    interp.exec('b = bytearray(8)\nfor _ in range(100):\n    q.put(b)\n    q.get().release()\n')
+    interp.exec('b = bytearray(8)\nfor _ in range(100):\n    q.put(memoryview(b))\n    q.get().release()\n')
     s = interp_stats(interp)
     assert s['run_inline'] - s0['run_inline'] == 100
     assert s['borrows'] == 0
@@ -145,7 +146,7 @@ def test_close_with_outstanding_borrows_raises_then_succeeds_later():
     q = xinterp.create_queue()
     owner.prepare_main(q=q)
     borrower.prepare_main(q=q)
-    owner.exec('buf = bytearray(b"mine"); q.put(buf); q.put(buf)')
+    owner.exec('buf = bytearray(b"mine"); q.put(memoryview(buf)); q.put(memoryview(buf))')
     borrower.exec('v = q.get()')
     main_view = q.get()
     with pytest.raises(xinterp.InterpreterError) as info:
@@ -167,7 +168,7 @@ def test_closing_the_borrower_is_always_allowed(interp):
     q = xinterp.create_queue()
     interp.prepare_main(q=q)
     borrower.prepare_main(q=q)
-    interp.exec('q.put(bytearray(4))')
+    interp.exec('q.put(memoryview(bytearray(4)))')
     borrower.exec('v = q.get()')
     assert interp_stats(interp)['borrows'] == 1
     borrower.close()
@@ -185,7 +186,7 @@ def test_debug_build_names_both_interpreters_when_a_borrow_is_touched_outside_it
         sub = xinterp.create()
         q = xinterp.create_queue()
         sub.prepare_main(q=q)
-        sub.exec('q.put(bytearray(b"lent by the sub"))')
+        sub.exec('q.put(memoryview(bytearray(b"lent by the sub")))')
         view = q.get()
         print('owner', sub.id, flush=True)
         _xinterp._check_view_affinity(view)  # main is not the owner: aborts
@@ -202,7 +203,7 @@ def test_affinity_check_passes_inside_the_owner():
     # The same check, run where it belongs (in the owner), never fires, in any build: main lends
     # a buffer to itself through a queue and checks the borrow from main.
     q = xinterp.create_queue()
-    q.put(bytearray(b'lent by main'))
+    q.put(memoryview(bytearray(b'lent by main')))
     view = q.get()
     assert bytes(view) == b'lent by main'
     xinterp._xinterp._check_view_affinity(view)

@@ -88,7 +88,7 @@ def test_ends_travel_to_other_interpreters(interp, new_channel):
 def test_buffers_through_channels_are_shared_and_released_in_owner(interp, new_channel):
     r, s = new_channel()
     interp.prepare_main(s=s)
-    interp.exec('buf = bytearray(b"chan")\ns.send_buffer_nowait(buf)\ns.send_nowait(buf)')
+    interp.exec('buf = bytearray(b"chan")\ns.send_buffer_nowait(buf)\ns.send_nowait(memoryview(buf))')
     v1, v2 = r.recv(), r.recv()
     assert isinstance(v1, memoryview) and bytes(v2) == b'chan'
     v1[0] = ord('C')
@@ -144,7 +144,7 @@ def test_unbound_policies(policy, new_channel):
     r, s = new_channel(unbounditems=policy)
     sender = xinterp.create()
     sender.prepare_main(s=s)
-    sender.exec('s.send_nowait(bytearray(b"x")); s.send_nowait("kept")')
+    sender.exec('s.send_nowait(memoryview(bytearray(b"x"))); s.send_nowait("kept")')
     sender.close()
     if policy is channels.UNBOUND_REMOVE:
         assert r.recv() == 'kept'

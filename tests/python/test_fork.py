@@ -42,7 +42,7 @@ if pid == 0:
         sys.exit(12)
     b.close()
     q2 = xinterp.create_queue()
-    q2.put(bytearray(b'child'))
+    q2.put(memoryview(bytearray(b'child')))
     if bytes(q2.get()) != b'child':
         sys.exit(13)
     a.close()  # forgets its copy; the parent still owns it
@@ -102,7 +102,7 @@ for s in subs:
     s.prepare_main(started=started)
     threading.Thread(target=s.exec, daemon=True, args=(
         'first = True\\n'
-        'while True:\\n    q.put(bytearray(64))\\n    q.get()\\n'
+        'while True:\\n    q.put(memoryview(bytearray(64)))\\n    q.get()\\n'
         '    if first:\\n        started.put(1)\\n        first = False',)).start()
 def main_side():
     first = True
@@ -135,7 +135,7 @@ def child():
     q2 = xinterp.create_queue()
     b = xinterp.create()
     b.prepare_main(q2=q2)
-    b.exec('q2.put(bytearray(b"from b"))')
+    b.exec('q2.put(memoryview(bytearray(b"from b")))')
     if bytes(q2.get(timeout=5)) != b'from b':
         return 22
     r2, s2 = channels.create()

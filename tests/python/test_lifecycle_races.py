@@ -15,7 +15,7 @@ from xinterp import queues
 q = queues.create()
 a = xinterp.create()
 a.prepare_main(q=q)
-a.exec("q.put((bytearray(b'x' * 10), q)); del q; import gc; gc.collect()")
+a.exec("q.put((memoryview(bytearray(b'x' * 10)), q)); del q; import gc; gc.collect()")
 del q
 gc.collect()
 a.close()

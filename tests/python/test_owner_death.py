@@ -127,7 +127,7 @@ def test_owner_closes_while_its_buffers_are_borrowed(world, where):
     log, q, before = world
     owner = make_owner(log, q)
     borrower = make_borrower(where, q)
-    owner.exec('for _ in range(3): q.put(tracked)')
+    owner.exec('for _ in range(3): q.put(memoryview(tracked))')
     held = receive(borrower, q, 3)
     with pytest.raises(xinterp.InterpreterError, match='3 buffers'):
         owner.close(timeout=0.05)
@@ -148,7 +148,7 @@ def test_owner_closes_while_its_items_sit_in_a_queue(world, mode):
     log, _, before = world
     q = queues.create(unbounditems=getattr(queues, mode))
     owner = make_owner(log, q)
-    owner.exec('for _ in range(5): q.put(tracked)\nq.put(b"self-contained")')
+    owner.exec('for _ in range(5): q.put(memoryview(tracked))\nq.put(b"self-contained")')
     owner.close()  # queued items are not borrows: nothing to wait for
     # Each unreceived export was given back in the owner, before it went.
     assert_all_released_in(owner.id, drain(log, 5), 5)
@@ -188,7 +188,7 @@ def test_owner_closes_while_releases_are_in_flight(world, where):
     log, q, before = world
     owner = make_owner(log, q)
     borrower = make_borrower(where, q)
-    owner.exec(f'for _ in range({n}): q.put(tracked)')
+    owner.exec(f'for _ in range({n}): q.put(memoryview(tracked))')
     held = receive(borrower, q, n)
     if borrower is not None:
         borrower.prepare_main(owner_id=owner.id)
@@ -218,11 +218,11 @@ def test_borrower_closes_while_holding_views(world, owner_where):
         exec(TRACKED, ns)
         tracked = ns['tracked']
         for _ in range(4):
-            q.put(tracked)
+            q.put(memoryview(tracked))
         owner, owner_id = None, 0
     else:
         owner = make_owner(log, q)
-        owner.exec('for _ in range(4): q.put(tracked)')
+        owner.exec('for _ in range(4): q.put(memoryview(tracked))')
         owner_id = owner.id
     borrower = make_borrower('sub', q)
     borrower.exec('views = [q.get(timeout=5) for _ in range(4)]; sub = views[0][2:5]')
@@ -242,7 +242,7 @@ def test_borrower_closes_after_lending_on_a_borrowed_view(world):
     borrower = make_borrower('sub', q)
     out = queues.create()
     borrower.prepare_main(out=out)
-    owner.exec('q.put(tracked)')
+    owner.exec('q.put(memoryview(tracked))')
     borrower.exec('v = q.get(timeout=5); out.put(v); del v')
     forwarded = out.get(timeout=5)
     with pytest.raises(xinterp.InterpreterError, match='1 buffer'):
@@ -263,7 +263,7 @@ def test_owner_and_borrower_close_at_once(world):
     for _ in range(20):
         owner = make_owner(log, q)
         borrower = make_borrower('sub', q)
-        owner.exec('for _ in range(6): q.put(tracked)')
+        owner.exec('for _ in range(6): q.put(memoryview(tracked))')
         borrower.exec('views = [q.get(timeout=5) for _ in range(3)]')  # 3 borrowed, 3 queued
         errors = []
         barrier = threading.Barrier(2)
@@ -305,7 +305,7 @@ while stop.empty() or not q.empty():
     got += 1
     del v
 ''')
-    owner.exec('for _ in range(3000): q.put(tracked)')
+    owner.exec('for _ in range(3000): q.put(memoryview(tracked))')
     stop.put(None)
     owner.close(timeout=30)
     consumer.join()

@@ -192,7 +192,7 @@ def test_unbound_policies_for_lent_buffers(policy):
     q = xinterp.create_queue(unbounditems=policy)
     s = xinterp.create()
     s.prepare_main(q=q)
-    s.exec('q.put(bytearray(b"lent")); q.put("plain")')
+    s.exec('q.put(memoryview(bytearray(b"lent"))); q.put("plain")')
     assert interp_stats(s)['borrows'] == 1
     s.close()
     if policy is queues.UNBOUND_REMOVE:
@@ -212,8 +212,8 @@ def test_per_put_unbound_policy_overrides_default():
     s = xinterp.create()
     s.prepare_main(q=q, REMOVE=None)
     s.exec('from xinterp import queues\n'
-           'q.put(bytearray(b"a"), unbounditems=queues.UNBOUND_REMOVE)\n'
-           'q.put(bytearray(b"b"))\n')
+           'q.put(memoryview(bytearray(b"a")), unbounditems=queues.UNBOUND_REMOVE)\n'
+           'q.put(memoryview(bytearray(b"b")))\n')
     s.close()
     assert q.qsize() == 1 and q.get() is queues.UNBOUND
 
@@ -222,7 +222,7 @@ def test_destroying_a_queue_releases_its_buffers():
     s = xinterp.create()
     try:
         s.exec('import xinterp\nq = xinterp.create_queue()\n'
-               'for _ in range(5): q.put(bytearray(100))\n')
+               'for _ in range(5): q.put(memoryview(bytearray(100)))\n')
         assert interp_stats(s)['borrows'] == 5
         s.exec('del q\nimport gc; gc.collect()')
         assert eventually(lambda: interp_stats(s)['borrows'] == 0)

@@ -153,13 +153,13 @@ def make_busy():
     """
     import xinterp
 
-    data = bytearray(64)
+    data = memoryview(bytearray(64))  # a memoryview: lent (a bytearray would be copied)
     from_main, from_idle = xinterp.create_queue(), xinterp.create_queue()
     for _ in range(60_000):
         from_main.put(data)  # lent by main, given back from the borrower
     idle = xinterp.create()
     idle.prepare_main(q=from_idle)
-    idle.exec('buf = bytearray(64)\nfor _ in range(600_000): q.put(buf)')
+    idle.exec('buf = memoryview(bytearray(64))\nfor _ in range(600_000): q.put(buf)')
     borrower = xinterp.create()
     borrower.prepare_main(a=from_main, b=from_idle)
     import threading

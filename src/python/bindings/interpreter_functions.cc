@@ -214,11 +214,13 @@ PyMethodDef kMethods[] = {
     {"set___main___attrs", fastcall(mod_set_main_attrs), METH_FASTCALL,
      "set___main___attrs(id, ns) -> None | excinfo"},
     {"is_shareable", mod_is_shareable, METH_O,
-     "is_shareable(obj) -> bool\n\nTrue for None, bool, int (any size), float, str, bytes, "
-     "buffers, xinterp queues, interpreters and channel ends, and tuples of them nested at most "
-     "200 deep and holding at most 2**22 values in all, a sub-tuple referenced n times counting "
-     "n times (a bigger tuple is False: it is sent by pickle, which keeps shared references "
-     "shared and refuses very deep ones)."},
+     "is_shareable(obj) -> bool\n\nAs CPython 3.14: True for None, bool, int (any size), "
+     "float, str, bytes, memoryview, xinterp queues, interpreters and channel ends, and tuples "
+     "of them (exact types; False for bytearray and other buffer exporters: see lend()); beyond "
+     "3.14, complex, range, and frozensets and slices of shareable values. Containers nest at "
+     "most 200 deep and hold at most 2**22 values in all, a sub-container referenced n times "
+     "counting n times (a bigger one is False: it is sent by pickle, which keeps shared "
+     "references shared and refuses very deep ones)."},
     {"_shutdown", mod_shutdown, METH_NOARGS, "close every interpreter xinterp created"},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -1,21 +1,32 @@
 // Cross-interpreter data: a Python value in transit between two interpreters, held as plain C++
 // data so that no object of the sending interpreter is ever touched by the receiving one.
 //
-// Natively shareable (PEP 734 is_shareable()):
+// Natively shareable (PEP 734 is_shareable(), answering as CPython 3.14's registry for every
+// type 3.14 knows; exact types only, subclasses fall back):
 //   - self-contained, copied into interpreter-neutral storage, depending on no interpreter once
-//     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply), exact
-//     types only (subclasses fall back); int of any size (carried in hex, which
-//     sys.set_int_max_str_digits() does not limit); tuples nested at most 200 deep and holding
-//     at most 2**22 values in all, a sub-tuple referenced n times counting n times as it is
-//     copied n times (bigger ones are not natively shareable and fall back, like a list:
-//     pickle keeps shared references shared, and refuses very deep ones with its
+//     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply); int of
+//     any size (carried in hex, which sys.set_int_max_str_digits() does not limit); beyond
+//     3.14: complex, range (its bounds, ints of any size), and frozensets and slices of these
+//     (items checked like a tuple's). Containers (tuple, frozenset, slice) nest at most 200 deep
+//     and hold at most 2**22 values in all, a sub-container referenced n times counting n times
+//     as it is copied n times (bigger ones are not natively shareable and fall back, like a
+//     list: pickle keeps shared references shared, and refuses very deep ones with its
 //     RecursionError, reported as NotShareableError); also xinterp Queue, Interpreter and
-//     channel-end objects (by id; a Queue in transit keeps its queue alive);
-//   - borrowed without a copy: any other object exporting the buffer protocol (bytearray,
-//     memoryview, array.array, mmap, ...), C-contiguous. The receiver gets a memoryview over the
-//     same memory; the sender's buffer is held until that view and every copy of the value are
-//     gone, then released inside the sender (see buffer_borrow.h). A buffer that is not
-//     C-contiguous is copied instead and arrives as bytes.
+//     channel-end objects (by id; a Queue in transit keeps its queue alive). Decision: a tuple
+//     is shareable only if its items are (3.14 answers True for any tuple, then refuses to
+//     share (object(),) where no fallback is allowed).
+//   - lent without a copy: a memoryview, C-contiguous, and nothing else (3.14). The receiver
+//     gets a memoryview over the same memory; the sender's buffer is held until that view and
+//     every copy of the value are gone, then released inside the sender (see buffer_borrow.h).
+//     A memoryview that is not C-contiguous is copied instead and arrives as bytes (counted:
+//     buffer_copied). Any other exporter (array.array, mmap, NumPy arrays, ...) is lent only
+//     on purpose, through a memoryview: xinterp.lend(obj) checks that obj exports a
+//     C-contiguous buffer and returns memoryview(obj); otherwise it takes the fallback below.
+//
+// A bytearray is not shareable (3.14): where a fallback is allowed it goes by an independent
+// copy (kByteArray, counted: bytearray_copied), also inside a tuple, frozenset or slice, and
+// arrives as a bytearray; the sender may change or resize its own at once. Without a fallback
+// (Fallback::kNone) it is refused.
 //
 // Large bytes (>= kBytesBorrowMin) are self-contained too, but are not copied when put: bytes
 // never change, so the value keeps the sender's bytes object (a borrow, released in the sender)
@@ -35,7 +46,7 @@
 // not 4 GiB, and the receiver gets the same sharing the sender had. is_natively_shareable()
 // never copies anything.
 //
-// Depth: XValues nest only as deep as natively shared tuples may (kMaxDepth, 200) plus the two
+// Depth: XValues nest only as deep as natively shared containers may (kMaxDepth, 200) plus the two
 // levels of a function's defaults, so their destructor, decode(), holds_borrow() and
 // copy_borrowed_bytes() recurse a bounded depth; deeper data goes by pickle, whose payload is
 // flat (and pickle refuses very deep data with RecursionError, reported as NotShareableError).
