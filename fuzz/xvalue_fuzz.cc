@@ -159,10 +159,10 @@ PyObject* build(FuzzedDataProvider& p, int depth) {
       PyObject* stop = PyLong_FromLongLong(p.ConsumeIntegral<long long>());
       long long step_v = p.ConsumeIntegral<long long>();
       PyObject* step = PyLong_FromLongLong(step_v == 0 ? 1 : step_v);
-      PyObject* r = start && stop && step ? PyObject_CallFunctionObjArgs(
-                                                reinterpret_cast<PyObject*>(&PyRange_Type),
-                                                start, stop, step, nullptr)
-                                          : nullptr;
+      PyObject* r = start && stop && step
+                        ? PyObject_CallFunctionObjArgs(reinterpret_cast<PyObject*>(&PyRange_Type),
+                                                       start, stop, step, nullptr)
+                        : nullptr;
       Py_XDECREF(start);
       Py_XDECREF(stop);
       Py_XDECREF(step);
