@@ -148,11 +148,10 @@ def lend(obj):
     receiving view and every queued copy are gone. While lent, the returned view itself cannot
     be released (``BufferError``): drop it instead.
     """
-    try:
-        view = memoryview(obj)
-    except TypeError:
+    if not hasattr(type(obj), '__buffer__'):  # every exporter has it (PEP 688)
         raise TypeError(f'lend() needs an object exporting the buffer protocol, '
-                        f'not {type(obj).__name__!r}') from None
+                        f'not {type(obj).__name__!r}')
+    view = memoryview(obj)  # an exporter's own error (its __buffer__ raising) propagates
     if not view.c_contiguous:
         view.release()
         raise ValueError('lend() needs a C-contiguous buffer (copy it first, e.g. with '

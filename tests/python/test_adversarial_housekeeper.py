@@ -46,7 +46,7 @@ def stuck_interpreter(q, entered):
     """A new interpreter whose release of a view main dropped is blocked on its `go`."""
     x = xinterp.create()
     x.prepare_main(q=q, entered=entered)
-    x.exec(STUCK_EXPORTER + "q.put(E())")
+    x.exec(STUCK_EXPORTER + "q.put(memoryview(E()))")
     v = q.get()
     del v  # x is idle: the housekeeper runs the release, which blocks until x's go is set
     assert entered.get(timeout=30) == "in release"
@@ -86,7 +86,7 @@ class E:
         v.release()
         global depth
         depth = len(R(500))
-q.put(E())""")
+q.put(memoryview(E()))""")
 v = q.get()
 del v  # x is idle: the housekeeper runs the release
 wait_until(lambda: released(x), "the release ran")
@@ -107,7 +107,7 @@ class E:
     def __del__(s):
         global depth
         depth = len(R(500))
-q.put(E())""")
+q.put(memoryview(E()))""")
 v = q.get()
 del v  # the release drops x's last reference to the E: its __del__ runs on the housekeeper
 wait_until(lambda: released(x), "the release ran")
@@ -199,7 +199,7 @@ x = xinterp.create()
 q = xinterp.create_queue()
 out = xinterp.create_queue()
 x.prepare_main(q=q, done=done, out=out)
-q.put(E())
+q.put(memoryview(E()))
 x.exec("v = q.get(); del v; out.put(done.get(timeout=30))")
 print("depth", out.get(timeout=30), "by_housekeeper", xinterp.stats()[0]["run_by_housekeeper"],
       flush=True)
@@ -217,7 +217,7 @@ exec(STUCK_EXPORTER)  # main's E: its release blocks on main's go
 x = xinterp.create()
 q = xinterp.create_queue()
 x.prepare_main(q=q, entered=entered)
-q.put(E())
+q.put(memoryview(E()))
 x.exec("v = q.get(); del v; assert entered.get(timeout=30) == 'in release'")
 print("exiting", flush=True)
 '''), timeout=60)

@@ -69,7 +69,7 @@ def test_atexit_handler_of_a_closing_interpreter_cannot_lend_a_buffer():
             import atexit
             class E:
                 def __buffer__(s, f): return memoryview(bytearray(100))
-            atexit.register(lambda: q.put(E()))
+            atexit.register(lambda: q.put(memoryview(E())))
         """)
         x.close()
         print("listed", [i.id for i in xinterp.list_all()])

@@ -185,7 +185,8 @@ def test_lying_exporter(case):
         x.prepare_main(q=q)
         x.exec(%r + """
         try:
-            q.put(E())
+            import xinterp
+            q.put(xinterp.lend(E()))
         except Exception as e:
             print('put:', type(e).__name__, e, flush=True)
         """)
