@@ -5,12 +5,12 @@ Kept apart from xinterp.pool so that a worker interpreter imports only this, not
 
 
 def run_task(results, fn, args, kwargs):
-    """Calls fn(*args, **kwargs). If it raises, the exception object is put on `results` (so
+    """Calls fn(*args, **kwargs) (kwargs None: none, so that no empty dict is pickled). If it raises, the exception object is put on `results` (so
     the executor can re-raise it as itself, as CPython 3.14 does) and raised on, unhandled, so
     that call() reports it as ExecutionFailed. An exception that cannot cross (not picklable)
     is reported on stderr and None is put in its place."""
     try:
-        return fn(*args, **kwargs)
+        return fn(*args, **kwargs) if kwargs else fn(*args)
     except BaseException as exc:
         try:
             results.put(exc)

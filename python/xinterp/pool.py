@@ -151,7 +151,7 @@ class _WorkerContext:
     def run(self, task):
         fn, args, kwargs = task
         try:
-            return self.interp.call(_run_task, self.results, fn, args, kwargs)
+            return self.interp.call(_run_task, self.results, fn, args, kwargs or None)
         except ExecutionFailed as wrapper:
             # Its traceback is xinterp's own frames, whose locals hold the results queue: dropped,
             # so that a future's exception does not keep the queue alive.
@@ -260,6 +260,8 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
     back to it when their worker ends (3.14 creates and closes one per worker), so modules a
     task or initializer imported stay imported; ``max_workers`` must be an int (TypeError).
     """
+
+    BROKEN = BrokenInterpreterPool  # as 3.14's class attribute
 
     def __init__(self, max_workers=None, thread_name_prefix='', initializer=None, initargs=()):
         if max_workers is None:
