@@ -97,7 +97,6 @@ def idle_count():
         return len(_idle)
 
 
-
 def _default_max_workers():
     """CPython 3.14's ThreadPoolExecutor default: min(32, process_cpu_count() + 4)."""
     count = getattr(_os, 'process_cpu_count', None)  # 3.13+
