@@ -1,17 +1,26 @@
 """A process-wide pool of warm interpreters, and InterpreterPoolExecutor over it.
 
+See InterpreterPoolExecutor for how it follows CPython 3.14's.
+
 Creating an isolated interpreter costs ~8 ms and CPython never gives back ~1.5 MiB of it on
 close, so repeated work should reuse interpreters. ``acquire()`` hands out an idle one (or a
 new one), ``release()`` takes it back: its ``__main__`` globals are cleared, its imported
 modules stay (that is the warmth). At most ``max_idle`` are kept; the rest are closed.
 """
 
+import collections as _collections
 import concurrent.futures as _futures
+import concurrent.futures.thread as _thread
+import itertools as _itertools
 import os as _os
 import queue as _queue
 import threading as _threading
+import time as _time
+import weakref as _weakref
 
 from . import create as _create, ExecutionFailed, Interpreter as _Interpreter, InterpreterError
+from ._executor_task import run_task as _run_task
+from .queues import create as _create_queue, QueueEmpty as _QueueEmpty
 from ._xinterp import WHENCE_STDLIB as _WHENCE_STDLIB
 
 __all__ = ['acquire', 'release', 'idle_count', 'InterpreterPoolExecutor', 'BrokenInterpreterPool']
@@ -88,117 +97,290 @@ def idle_count():
         return len(_idle)
 
 
-class BrokenInterpreterPool(_futures.BrokenExecutor):
-    """An initializer failed: the executor takes no more work."""
+def _default_max_workers():
+    """CPython 3.14's ThreadPoolExecutor default: min(32, process_cpu_count() + 4)."""
+    count = getattr(_os, 'process_cpu_count', None)  # 3.13+
+    if count is not None:
+        n = count()
+    else:  # 3.12: the CPUs this process may run on, as process_cpu_count() reads them
+        try:
+            n = len(_os.sched_getaffinity(0))
+        except (AttributeError, OSError):
+            n = _os.cpu_count()
+    return min(32, (n or 1) + 4)
+
+
+class BrokenInterpreterPool(_thread.BrokenThreadPool):
+    """Raised when a worker of an InterpreterPoolExecutor failed initializing."""
+
+
+_BROKEN_REASON = 'A thread initializer failed, the thread pool is not usable anymore'
+
+
+def _resolve_task(fn, args, kwargs):
+    if isinstance(fn, str):  # 3.14 refuses scripts (at submit(), before anything is queued)
+        raise TypeError('scripts not supported')
+    return (fn, args, kwargs)
+
+
+class _WorkerContext:
+    """One worker's interpreter (from the warm pool) and the queue its task exceptions come
+    back on."""
+
+    def __init__(self, initdata):
+        self.initdata = initdata
+        self.interp = None
+        self.results = None
+
+    def initialize(self):
+        self.interp = acquire()
+        try:
+            self.results = _create_queue()
+            if self.initdata is not None:
+                self.run(self.initdata)
+        except BaseException:
+            self.finalize()
+            raise
+
+    def finalize(self):
+        interp, self.interp, self.results = self.interp, None, None
+        if interp is not None:
+            release(interp)
+
+    def run(self, task):
+        fn, args, kwargs = task
+        try:
+            return self.interp.call(_run_task, self.results, fn, args, kwargs or None)
+        except ExecutionFailed as wrapper:
+            # Its traceback is xinterp's own frames, whose locals hold the results queue: dropped,
+            # so that a future's exception does not keep the queue alive.
+            wrapper.__traceback__ = None
+            # run_task put the exception before raising it on, so it is here already (unless
+            # the call failed before run_task ran, e.g. an argument would not unpickle there).
+            try:
+                exc = self.results.get_nowait()
+            except _QueueEmpty:
+                raise wrapper from None
+            except Exception:  # noqa: BLE001 - it would not unpickle here: report the wrapper
+                raise wrapper  # (its __context__ says why)
+            if exc is None:  # it could not cross (reported on stderr there)
+                raise
+            raise exc from wrapper
+        except BaseException as exc:
+            # What call() refused before anything ran (NotShareableError, ...): raised as it is,
+            # without xinterp's frames, for the same reason as above.
+            raise exc.with_traceback(None)
+
+
+def _worker(executor_ref, ctx, work_queue):
+    # CPython 3.14's ThreadPoolExecutor worker loop, over a _WorkerContext. It holds the
+    # executor only by a weak reference, so an executor dropped without shutdown() is collected
+    # and its weakref callback wakes the workers, which then end.
+    try:
+        ctx.initialize()
+    except BaseException:
+        _futures._base.LOGGER.critical('Exception in initializer:', exc_info=True)
+        executor = executor_ref()
+        if executor is not None:
+            executor._initializer_failed()
+        return
+    try:
+        while True:
+            try:
+                item = work_queue.get_nowait()
+            except _queue.Empty:
+                executor = executor_ref()
+                if executor is not None:
+                    executor._idle_semaphore.release()
+                del executor
+                item = work_queue.get(block=True)
+            if item is not None:
+                item.run(ctx)
+                del item
+                continue
+            executor = executor_ref()
+            if _thread._shutdown or executor is None or executor._shutdown:
+                if executor is not None:
+                    executor._shutdown = True
+                work_queue.put(None)  # wake the next worker too
+                return
+            del executor
+    except BaseException:
+        _futures._base.LOGGER.critical('Exception in worker', exc_info=True)
+    finally:
+        ctx.finalize()
 
 
 class _WorkItem:
-    __slots__ = ('future', 'fn', 'args', 'kwargs')
+    __slots__ = ('future', 'task')
 
-    def __init__(self, future, fn, args, kwargs):
-        self.future, self.fn, self.args, self.kwargs = future, fn, args, kwargs
+    def __init__(self, future, task):
+        self.future, self.task = future, task
+
+    def run(self, ctx):
+        if not self.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = ctx.run(self.task)
+        except BaseException as exc:
+            self.future.set_exception(exc)
+            self = None  # noqa: F841 - breaks the cycle through the exception's traceback
+        else:
+            self.future.set_result(result)
 
 
-class InterpreterPoolExecutor(_futures.Executor):
-    """A concurrent.futures.Executor whose workers each own an interpreter with its own GIL.
+class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
+    """CPython 3.14's concurrent.futures.InterpreterPoolExecutor, on 3.12 and 3.13.
 
-    As in CPython 3.14: ``fn`` (and its arguments and result) must be shareable or picklable
-    (functions from ``__main__`` travel by code); an exception in ``fn`` surfaces from
-    ``Future.result()`` as ``ExecutionFailed``. ``initializer(*initargs)`` runs in each worker's
-    interpreter before its first task; if it fails, the executor is broken. Interpreters come
-    from the warm pool and go back to it at shutdown.
+    A ThreadPoolExecutor (so asyncio's ``set_default_executor()`` takes it) whose workers each
+    run tasks in their own interpreter, with its own GIL. As in 3.14:
+
+    - ``fn``, its arguments and its result must be shareable or picklable (functions from
+      ``__main__`` travel by code); what cannot be sent fails the future with
+      NotShareableError. A str ``fn`` (a script) is refused by submit() with TypeError.
+    - An exception raised by ``fn`` is re-raised by ``Future.result()`` as itself (same type and
+      message, sent back by pickle) with an ``ExecutionFailed`` as its ``__cause__``. If it
+      cannot be pickled, it is printed on stderr by the worker interpreter and the
+      ``ExecutionFailed`` is raised instead; so is it if it will not unpickle in the caller
+      (3.14 would raise the unpickling error; xinterp keeps the better report).
+    - ``initializer(*initargs)`` runs in each worker's interpreter before its first task. If it
+      fails (or is not callable, or cannot be sent), the error is logged on the
+      ``concurrent.futures`` logger ("Exception in initializer:", with the traceback, on stderr
+      when logging is not configured), the executor is broken: pending and later futures fail
+      with BrokenInterpreterPool, submit() raises it. A str initializer raises TypeError here.
+    - ``max_workers`` defaults to ``min(32, os.process_cpu_count() + 4)``; threads are named
+      ``{thread_name_prefix}_{n}``, the prefix defaulting to ``InterpreterPoolExecutor-{k}``.
+    - ``map()`` takes ``buffersize`` (3.14's Executor.map): at most that many tasks are
+      submitted ahead of the results consumed; it must be None or an int >= 1.
+    - Worker threads end after shutdown(), at interpreter exit, or once the executor is
+      dropped without shutdown() and collected.
+
+    Where xinterp differs: worker interpreters come from the warm pool (``acquire()``) and go
+    back to it when their worker ends (3.14 creates and closes one per worker), so modules a
+    task or initializer imported stay imported; ``max_workers`` must be an int (TypeError).
     """
+
+    BROKEN = BrokenInterpreterPool  # as 3.14's class attribute
 
     def __init__(self, max_workers=None, thread_name_prefix='', initializer=None, initargs=()):
         if max_workers is None:
-            max_workers = _os.cpu_count() or 1
+            max_workers = _default_max_workers()
         if not isinstance(max_workers, int):
             raise TypeError(f'max_workers must be an int, got {max_workers!r}')
         if max_workers <= 0:
-            raise ValueError(f'max_workers must be greater than 0, got {max_workers}')
-        if initializer is not None and not callable(initializer):
-            raise TypeError('initializer must be a callable')
+            raise ValueError('max_workers must be greater than 0')
+        initdata = None if initializer is None else _resolve_task(initializer, initargs, {})
         self._max_workers = max_workers
-        self._prefix = thread_name_prefix or f'InterpreterPoolExecutor-{id(self):x}'
+        self._initdata = initdata
         self._initializer = initializer
         self._initargs = initargs
-        self._work = _queue.SimpleQueue()
-        self._threads = []
+        self._work_queue = _queue.SimpleQueue()
+        self._idle_semaphore = _threading.Semaphore(0)
+        self._threads = set()
+        self._broken = False
         self._shutdown = False
-        self._broken = None
-        self._lock = _threading.Lock()
-        self._idle_workers = _threading.Semaphore(0)
+        self._shutdown_lock = _threading.Lock()
+        self._thread_name_prefix = (thread_name_prefix or
+                                    f'InterpreterPoolExecutor-{self._counter()}')
 
     def submit(self, fn, /, *args, **kwargs):
-        with self._lock:
+        with self._shutdown_lock, _thread._global_shutdown_lock:
             if self._broken:
                 raise BrokenInterpreterPool(self._broken)
             if self._shutdown:
                 raise RuntimeError('cannot schedule new futures after shutdown')
+            if _thread._shutdown:
+                raise RuntimeError('cannot schedule new futures after interpreter shutdown')
             future = _futures.Future()
-            self._work.put(_WorkItem(future, fn, args, kwargs))
-            self._adjust_workers()
+            self._work_queue.put(_WorkItem(future, _resolve_task(fn, args, kwargs)))
+            self._adjust_thread_count()
             return future
 
-    def _adjust_workers(self):
-        if self._idle_workers.acquire(blocking=False):
-            return
-        if len(self._threads) < self._max_workers:
-            t = _threading.Thread(target=self._worker,
-                                  name=f'{self._prefix}_{len(self._threads)}', daemon=True)
-            self._threads.append(t)
+    submit.__doc__ = _futures.Executor.submit.__doc__
+
+    def _adjust_thread_count(self):
+        if self._idle_semaphore.acquire(timeout=0):
+            return  # an idle worker will take it
+
+        def wake_workers(_, q=self._work_queue):  # the executor was collected
+            q.put(None)
+
+        n = len(self._threads)
+        if n < self._max_workers:
+            t = _threading.Thread(name=f'{self._thread_name_prefix}_{n}', target=_worker,
+                                  args=(_weakref.ref(self, wake_workers),
+                                        _WorkerContext(self._initdata), self._work_queue))
             t.start()
+            self._threads.add(t)
+            _thread._threads_queues[t] = self._work_queue  # joined at interpreter exit
 
-    def _worker(self):
-        interp = acquire()
-        try:
-            if self._initializer is not None:
-                try:
-                    interp.call(self._initializer, *self._initargs)
-                except BaseException as e:  # noqa: BLE001 - reported on every future
-                    self._break(f'initializer failed: {e!r}')
-                    return
-            while True:
-                item = self._work.get()
-                if item is None:
-                    self._work.put(None)  # wake the next worker too
-                    return
-                if not item.future.set_running_or_notify_cancel():
-                    continue
-                try:
-                    result = interp.call(item.fn, *item.args, **item.kwargs)
-                except BaseException as e:  # noqa: BLE001 - goes to the future
-                    item.future.set_exception(e)
-                else:
-                    item.future.set_result(result)
-                del item
-                self._idle_workers.release()
-        finally:
-            release(interp)
-
-    def _break(self, reason):
-        with self._lock:
-            self._broken = reason
+    def _initializer_failed(self):
+        with self._shutdown_lock:
+            self._broken = _BROKEN_REASON
             while True:
                 try:
-                    item = self._work.get_nowait()
+                    item = self._work_queue.get_nowait()
                 except _queue.Empty:
                     break
                 if item is not None:
-                    item.future.set_exception(BrokenInterpreterPool(reason))
+                    item.future.set_exception(BrokenInterpreterPool(self._broken))
+
+    def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):
+        """Returns an iterator equivalent to map(fn, *iterables), the calls run in the workers.
+
+        As CPython 3.14's Executor.map: ``timeout`` bounds the wait for all results (the
+        iterator raises TimeoutError), ``chunksize`` is ignored, and ``buffersize`` (None or an
+        int >= 1) caps the tasks submitted ahead of the results consumed, so that an endless
+        iterable can be mapped. Results come in order; closing the iterator early cancels the
+        tasks not started.
+        """
+        if buffersize is not None and not isinstance(buffersize, int):
+            raise TypeError('buffersize must be an integer or None')
+        if buffersize is not None and buffersize < 1:
+            raise ValueError('buffersize must be None or > 0')
+        if timeout is not None:
+            end_time = timeout + _time.monotonic()
+        argtuples = zip(*iterables)
+        if buffersize:
+            fs = _collections.deque(self.submit(fn, *args)
+                                    for args in _itertools.islice(argtuples, buffersize))
+        else:
+            fs = [self.submit(fn, *args) for args in argtuples]
+        executor_ref = _weakref.ref(self)  # the iterator must not keep the executor alive
+
+        def result_iterator():
+            try:
+                fs.reverse()  # pop() from the end takes them in submission order
+                while fs:
+                    if buffersize and (executor := executor_ref()) is not None:
+                        args = next(argtuples, None)
+                        if args is not None:
+                            fs.appendleft(executor.submit(fn, *args))
+                        del executor
+                    if timeout is None:
+                        yield _futures._base._result_or_cancel(fs.pop())
+                    else:
+                        yield _futures._base._result_or_cancel(fs.pop(), end_time - _time.monotonic())
+            finally:
+                for future in fs:
+                    future.cancel()
+        return result_iterator()
 
     def shutdown(self, wait=True, *, cancel_futures=False):
-        with self._lock:
+        with self._shutdown_lock:
             self._shutdown = True
             if cancel_futures:
                 while True:
                     try:
-                        item = self._work.get_nowait()
+                        item = self._work_queue.get_nowait()
                     except _queue.Empty:
                         break
                     if item is not None:
                         item.future.cancel()
-            self._work.put(None)
+            self._work_queue.put(None)  # wakes a worker blocked on the queue
         if wait:
             for t in list(self._threads):
                 t.join()
+
+    shutdown.__doc__ = _futures.Executor.shutdown.__doc__
+

@@ -12,6 +12,7 @@ the sender): ``UNBOUND`` (replaced by the ``UNBOUND`` marker, the default), ``UN
 (``get()`` raises ``ItemInterpreterDestroyed``) or ``UNBOUND_REMOVE`` (dropped).
 """
 
+import operator as _operator
 
 from . import _xinterp
 from ._by_id import ObjectsById
@@ -53,14 +54,16 @@ def _unbound_flag(unbounditems):
 def create(maxsize=0, *, unbounditems=UNBOUND, syncobj=False, unbound=None):
     """Return a new cross-interpreter queue; maxsize 0 (or negative) means unbounded.
 
-    3.13's draft spellings work too: ``unbound=`` for ``unbounditems=``, and ``syncobj=True``
-    (put only natively shareable objects, never pickle; NotShareableError otherwise), which
-    is also accepted per put().
+    As in CPython 3.14, ``maxsize`` reads back as given (``create(-10).maxsize == -10``) and
+    must fit a C ``ssize_t`` (OverflowError otherwise); any integer-like object (``__index__``)
+    is accepted. 3.13's draft spellings work too: ``unbound=`` for ``unbounditems=``, and
+    ``syncobj=True`` (put only natively shareable objects, never pickle; NotShareableError
+    otherwise), which is also accepted per put().
     """
-    if not isinstance(maxsize, int):
-        raise TypeError(f'maxsize must be an int, got {maxsize!r}')
-    if maxsize < 0:
-        maxsize = 0  # unbounded, as queue.Queue and CPython 3.14 (whose default is -1) read it
+    try:
+        maxsize = _operator.index(maxsize)
+    except TypeError:
+        raise TypeError(f'maxsize must be an int, got {maxsize!r}') from None
     if unbound is not None:
         if unbounditems is not UNBOUND:
             raise TypeError('give unbounditems or unbound, not both')
@@ -131,6 +134,7 @@ class Queue:
 
     @property
     def maxsize(self):
+        """The maxsize given to create(), as given; 0 or negative: unbounded."""
         return self._info()[1]
 
     @property

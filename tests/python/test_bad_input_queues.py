@@ -97,9 +97,11 @@ def test_create_queue_refuses(args, kwargs, exc, fragment):
 def test_create_queue_edge_values():
     assert xinterp.create_queue(2**62).maxsize == 2**62  # huge but valid: nothing allocated
     assert xinterp.create_queue(True).maxsize == 1       # a bool is an int
-    # Negative means unbounded, as in queue.Queue and CPython 3.14 (default -1).
-    assert xinterp.create_queue(-1).maxsize == 0
-    assert xinterp.create_queue(-2**70).maxsize == 0
+    # Negative means unbounded and reads back as given, as in CPython 3.14; beyond ssize_t it
+    # is an OverflowError there too.
+    assert xinterp.create_queue(-1).maxsize == -1
+    assert xinterp.create_queue(-2**63).maxsize == -2**63
+    check(lambda: xinterp.create_queue(-2**70), OverflowError, 'too large')
 
 
 QUEUE_OPS = {  # name: (fill the queue first, op)
@@ -233,7 +235,7 @@ def test_queue_handle_cannot_be_made_directly():
 PRIVATE_CASES = [
     pytest.param(lambda: _xinterp.queue_create(), TypeError, 'at least 2 arguments',
                  id='queue_create()'),
-    pytest.param(lambda: _xinterp.queue_create(-1, 1), ValueError, 'maxsize must be 0',
+    pytest.param(lambda: _xinterp.queue_create(-2**63 - 1, 1), OverflowError, 'too large',
                  id='queue_create-maxsize'),
     pytest.param(lambda: _xinterp.queue_create(0, 9), ValueError, 'unbounditems must be',
                  id='queue_create-unbound'),

@@ -232,7 +232,7 @@ def test_destroying_a_queue_releases_its_buffers():
 
 
 def test_bad_input(q):
-    assert xinterp.create_queue(-1).maxsize == 0  # negative: unbounded, as in CPython 3.14
+    assert xinterp.create_queue(-1).maxsize == -1  # negative: unbounded, as in CPython 3.14
     with pytest.raises(TypeError):
         xinterp.create_queue('3')
     with pytest.raises(ValueError):
@@ -380,3 +380,41 @@ def test_methods_a_subclass_does_not_override_keep_the_fast_path():
     plain = xinterp.create_queue()
     assert all(vars(plain)[name] == getattr(plain._handle, name)
                for name in ('put', 'put_nowait', 'get', 'get_nowait'))
+
+
+class IndexLike:
+    def __index__(self):
+        return 3
+
+
+@pytest.mark.parametrize('maxsize', [0, -1, -10, -2**63])
+def test_negative_or_zero_maxsize_reads_back_as_given_and_is_unbounded(maxsize):
+    # CPython 3.14: create_queue(-10).maxsize == -10, the queue unbounded and never full().
+    q = xinterp.create_queue(maxsize)
+    assert q.maxsize == maxsize
+    assert type(q.maxsize) is int
+    for i in range(100):
+        assert not q.full()
+        q.put_nowait(i)
+    assert q.qsize() == 100 and not q.full()
+    assert repr(q) == f'Queue({q.id})'
+    # Seen from another interpreter, through the same queue id: the same maxsize.
+    s = xinterp.create()
+    try:
+        assert s.call(evaluate, f'__import__("xinterp").Queue({q.id}).maxsize') == maxsize
+    finally:
+        s.close()
+
+
+def test_maxsize_accepts_index_objects_and_refuses_the_rest():
+    # 3.14 parses maxsize as a C ssize_t: anything with __index__ goes, other types are a
+    # TypeError, out-of-range values an OverflowError.
+    assert xinterp.create_queue(IndexLike()).maxsize == 3
+    assert xinterp.create_queue(maxsize=True).maxsize == 1
+    for bad in ('3', 3.0, None, [3]):
+        with pytest.raises(TypeError):
+            xinterp.create_queue(bad)
+    for huge in (2**63, -2**63 - 1):
+        with pytest.raises(OverflowError):
+            xinterp.create_queue(huge)
+    assert xinterp.create_queue().maxsize == 0  # the default, as 3.14's

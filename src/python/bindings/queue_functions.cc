@@ -22,14 +22,9 @@ PyObject* mod_queue_create(PyObject*, PyObject* args) {
   if (!PyArg_ParseTuple(args, "nO|p:queue_create", &maxsize, &unbound_obj, &syncobj)) {
     return nullptr;
   }
-  if (maxsize < 0) {
-    PyErr_SetString(PyExc_ValueError, "maxsize must be 0 (unbounded) or positive");
-    return nullptr;
-  }
   UnboundOp unbound;
   if (!parse_unbound(unbound_obj, &unbound)) return nullptr;
-  return PyLong_FromLongLong(
-      QueueRegistry::get().create(static_cast<size_t>(maxsize), unbound, syncobj != 0));
+  return PyLong_FromLongLong(QueueRegistry::get().create(maxsize, unbound, syncobj != 0));
 }
 
 PyObject* mod_queue_release(PyObject*, PyObject* arg) {
@@ -243,7 +238,7 @@ PyObject* handle_info(PyObject* self, PyObject*) {
   if (qp == nullptr) return nullptr;
   XQueue& q = *qp;
   return Py_BuildValue("(nniii)", static_cast<Py_ssize_t>(q.items.size()),
-                       static_cast<Py_ssize_t>(q.items.maxsize()), static_cast<int>(q.unbound),
+                       static_cast<Py_ssize_t>(q.maxsize), static_cast<int>(q.unbound),
                        q.items.get_waiters(), q.items.put_waiters());
 }
 
@@ -332,7 +327,8 @@ PyObject* mod_queue_list_all(PyObject*, PyObject*) {
 }
 
 PyMethodDef kMethods[] = {
-    {"queue_create", mod_queue_create, METH_VARARGS, "queue_create(maxsize, unbound) -> id"},
+    {"queue_create", mod_queue_create, METH_VARARGS,
+     "queue_create(maxsize, unbound) -> id (maxsize <= 0: unbounded, kept as given)"},
     {"queue_release", mod_queue_release, METH_O, "queue_release(id): drop one reference"},
     {"queue_handle", mod_queue_handle, METH_O, "queue_handle(id) -> a handle with one reference"},
     {"queue_list_all", mod_queue_list_all, METH_NOARGS, "queue_list_all() -> [id]"},

@@ -33,7 +33,7 @@ QueueRegistry::QueueRegistry() {
   });
 }
 
-int64_t QueueRegistry::create(size_t maxsize, UnboundOp unbound, bool syncobj) {
+int64_t QueueRegistry::create(int64_t maxsize, UnboundOp unbound, bool syncobj) {
   return queues_.add(
       [&](int64_t id) { return std::make_shared<XQueue>(id, maxsize, unbound, syncobj); });
 }

@@ -44,9 +44,16 @@ struct QueueRef final : ObjectRef {
 };
 
 struct XQueue {
-  XQueue(int64_t id, size_t maxsize, UnboundOp unbound, bool syncobj)
-      : id(id), items(maxsize), unbound(unbound), syncobj(syncobj) {}
+  // maxsize <= 0: unbounded, and kept as given (CPython 3.14 reports create_queue(-10).maxsize
+  // as -10).
+  XQueue(int64_t id, int64_t maxsize, UnboundOp unbound, bool syncobj)
+      : id(id),
+        maxsize(maxsize),
+        items(maxsize > 0 ? static_cast<size_t>(maxsize) : 0),
+        unbound(unbound),
+        syncobj(syncobj) {}
   const int64_t id;
+  const int64_t maxsize;  // as given to create(); the bound of `items` is max(maxsize, 0)
   BlockingQueue<Item> items;
   const UnboundOp unbound;  // the default for put()
   const bool syncobj;       // the default for put(): shareable objects only, no pickle
@@ -65,7 +72,8 @@ class QueueRegistry final : public EngineListener {
  public:
   static QueueRegistry& get();
 
-  int64_t create(size_t maxsize, UnboundOp unbound, bool syncobj);  // with one reference
+  // maxsize <= 0: unbounded. With one reference.
+  int64_t create(int64_t maxsize, UnboundOp unbound, bool syncobj);
   std::shared_ptr<XQueue> find(int64_t id) { return queues_.find(id); }
   // One more reference (from a value in transit: `by_value`); false if no such queue.
   bool bind(int64_t id, bool by_value = false);
