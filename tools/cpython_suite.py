@@ -49,16 +49,21 @@ def default_source():
 
 
 def load_allowed(path=ALLOWED):
+    """-> {test id: (reason, subtests or None)} from the table (subtests: the failing parts
+    allowed, as the runner names them: "[description]", or "(test)" for the test's own body)."""
     import tomllib
     with open(path, 'rb') as f:
         rows = tomllib.load(f).get('failure', [])
     allowed = {}
     for row in rows:
-        if set(row) != {'test', 'reason'} or not row['reason'].strip():
-            raise SystemExit(f'{path}: each [[failure]] needs exactly test and reason: {row}')
+        if not {'test', 'reason'} <= set(row) <= {'test', 'reason', 'subtests'} \
+                or not row['reason'].strip():
+            raise SystemExit(f'{path}: each [[failure]] needs test and reason '
+                             f'(and may list subtests): {row}')
         if row['test'] in allowed:
             raise SystemExit(f'{path}: {row["test"]} listed twice')
-        allowed[row['test']] = row['reason']
+        subtests = row.get('subtests')
+        allowed[row['test']] = (row['reason'], set(subtests) if subtests is not None else None)
     return allowed
 
 
@@ -181,6 +186,12 @@ def _cause(text):
     return lines[-1][:200] if lines else '?'
 
 
+def failing_parts(t):
+    """The parts of a test that failed, other than uses of private modules."""
+    return {u['subtest'] or '(test)' for u in t['units']
+            if u['outcome'] in ('error', 'failure') and MARKER not in u['text']}
+
+
 def classify(t):
     """-> (kind, detail): kind in passed, failed, private, skipped."""
     if t['crash']:
@@ -239,12 +250,26 @@ def main(argv=None):
     by_kind = {k: sorted(t for t, (kind, _) in results.items() if kind == k)
                for k in ('passed', 'failed', 'private', 'skipped')}
     failed = set(by_kind['failed'])
-    unexpected = sorted(failed - set(allowed))
-    ran = set(results)
     checked = {t for t in allowed if not args.only or
                any(t == o or t.startswith(o + '.') for o in args.only)}
-    stale = sorted(t for t in checked if t not in failed)
-    allowed_failed = sorted(failed & set(allowed))
+    unexpected, stale = [], []
+    for tid in sorted(failed):
+        if tid not in allowed:
+            unexpected.append((tid, results[tid][1]))
+            continue
+        parts, allowed_parts = failing_parts(tests[tid]), allowed[tid][1]
+        if allowed_parts is not None:
+            if parts - allowed_parts:
+                unexpected.append((tid, 'failing parts not in the table: '
+                                   + ', '.join(sorted(parts - allowed_parts))))
+            if allowed_parts - parts:
+                stale.append((tid, 'these listed parts pass now: '
+                              + ', '.join(sorted(allowed_parts - parts))))
+    for tid in sorted(checked - failed):
+        state = results[tid][0] if tid in results else 'not found'
+        stale.append((tid, f'listed as allowed to fail, but {state}'))
+    allowed_failed = sorted((failed & set(allowed)) - {tid for tid, _ in unexpected})
+    ran = bool(results)
 
     if args.verbose:
         for tid in order:
@@ -252,7 +277,7 @@ def main(argv=None):
             mark = {'failed': 'ALLOWED FAIL' if tid in allowed else 'FAIL',
                     'private': 'LEFT OUT', 'skipped': 'SKIPPED', 'passed': 'ok'}[kind]
             print(f'{mark:12} {tid}' + (f'  -- {detail}' if detail else ''))
-        for tid in unexpected:
+        for tid, _ in unexpected:
             t = tests[tid]
             print(f'\n===== {tid}')
             for u in t['units']:
@@ -267,17 +292,16 @@ def main(argv=None):
     print(f'\n=== CPython {sys.version.split()[0]} test_interpreters against xinterp '
           f'({time.monotonic() - start:.0f} s)')
     print(f'{public} public-API tests: {len(by_kind["passed"])} passed, '
-          f'{len(allowed_failed)} allowed failures, {len(unexpected)} unexpected failures')
+          f'{len(allowed_failed)} allowed failures, '
+          f'{len(unexpected)} unexpected failures')
     print(f'{len(by_kind["private"])} left out (need private modules), '
           f'{len(by_kind["skipped"])} skipped by the suite itself')
     for tid in allowed_failed:
-        print(f'  allowed  {tid}: {allowed[tid]}')
-    for tid in unexpected:
-        print(f'  UNEXPECTED FAILURE  {tid}: {results[tid][1]}')
-    for tid in stale:
-        state = results[tid][0] if tid in results else 'not found'
-        print(f'  STALE ROW  {tid}: listed as allowed to fail, but {state}; '
-              f'remove it from {os.path.relpath(ALLOWED, ROOT)}')
+        print(f'  allowed  {tid}: {allowed[tid][0]}')
+    for tid, why in unexpected:
+        print(f'  UNEXPECTED FAILURE  {tid}: {why}')
+    for tid, why in stale:
+        print(f'  STALE ROW  {tid}: {why}; update {os.path.relpath(ALLOWED, ROOT)}')
     ok = not unexpected and not stale and not notes and ran
     print('cpython suite: ' + ('OK' if ok else 'FAILED'))
     return 0 if ok else 1
