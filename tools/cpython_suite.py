@@ -128,6 +128,10 @@ def run_suite(source, *, only=(), hang_seconds=300, keep=False, listing=False, l
                     order.append(current)
                     tests[current] = {'units': [], 'hits': [], 'ended': False, 'crash': None}
                 elif kind == 'unit':
+                    if ev['test'] not in tests:  # a skip, which 3.12 reports without startTest
+                        order.append(ev['test'])
+                        tests[ev['test']] = {'units': [], 'hits': [], 'ended': True,
+                                             'crash': None}
                     tests[ev['test']]['units'].append(ev)
                 elif kind == 'stop':
                     tests[ev['test']]['hits'] = ev['private_hits']
