@@ -86,11 +86,13 @@ class _Placeholder:
 def _guard_module(name):
     import types
 
+    shown = '_crossinterp' if name.endswith('._crossinterp') else name
+
     class Guard(types.ModuleType):
         def __getattr__(self, attr):
             if attr.startswith('__') and attr.endswith('__'):
                 raise AttributeError(attr)
-            what = f'{name}.{attr}'
+            what = f'{shown}.{attr}'
             if STRICT:
                 _refuse(what)
             return _Placeholder(what)
