@@ -67,7 +67,19 @@ DEEP_SENDS = {
 }
 
 
-@pytest.mark.parametrize('value', [DEEP_TUPLE, DEEP_LIST], ids=['tuple', 'list'])
+def _deep(make, depth=100_000):
+    v = None
+    for _ in range(depth):
+        v = make(v)
+    return v
+
+
+DEEP_FROZENSET = _deep(lambda v: frozenset({v}))
+DEEP_SLICE = _deep(slice)
+
+
+@pytest.mark.parametrize('value', [DEEP_TUPLE, DEEP_LIST, DEEP_FROZENSET, DEEP_SLICE],
+                         ids=['tuple', 'list', 'frozenset', 'slice'])
 @pytest.mark.parametrize('send', DEEP_SENDS.values(), ids=DEEP_SENDS.keys())
 def test_deeply_nested_values_are_not_shareable(interp, q1, chan, send, value):
     # 100000 levels: not natively shareable (at most 200 deep), and pickle refuses them with
