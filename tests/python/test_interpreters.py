@@ -268,3 +268,36 @@ def test_an_unexpected_error_dropping_a_reference_is_reported_not_swallowed(monk
     assert [(type(u.exc_value), str(u.exc_value)) for u in seen] == [(RuntimeError,
                                                                       'decref broke')]
     assert iid not in [x.id for x in xinterp.list_all()]
+
+
+def test_close_runs_threading_atexit_callbacks_before_waiting_for_threads(interp):
+    # As CPython's close (threading._shutdown): a non-daemon thread that is told to end by a
+    # threading._register_atexit callback (concurrent.futures' workers are) lets close() finish.
+    q = xinterp.create_queue()
+    interp.prepare_main(q=q)
+    interp.exec('''if True:
+        import threading
+        stop = threading.Event()
+        def told_to_stop():
+            stop.set()
+            t.join()
+        threading._register_atexit(told_to_stop)
+        def task():
+            stop.wait()
+            q.put('finished')
+        t = threading.Thread(target=task)
+        t.start()
+        ''')
+    interp.close(timeout=60)
+    assert q.get(timeout=60) == 'finished'
+    assert interp not in xinterp.list_all()
+
+
+def test_close_with_a_thread_pool_executor_inside_ends_its_workers(interp):
+    interp.exec('''if True:
+        import concurrent.futures
+        ex = concurrent.futures.ThreadPoolExecutor(2)
+        assert ex.submit(pow, 2, 10).result() == 1024
+        ''')
+    interp.close(timeout=60)
+    assert interp not in xinterp.list_all()

@@ -445,13 +445,29 @@ std::vector<std::string> PythonEngine::wait_for_threads(
       return alive;  // out of memory: not checked
     }
     // threading is per interpreter; its main thread (whichever visit imported it) and daemon
-    // threads are not waited for by Py_EndInterpreter.
-    char code[512];
+    // threads are not waited for by Py_EndInterpreter. As CPython's threading._shutdown() (run
+    // by Py_EndInterpreter) does, the callbacks of threading._register_atexit run first, once,
+    // newest first: they are how a thread is told to end (concurrent.futures' workers among
+    // them). An exception in one is printed and the others still run. If the close is then
+    // refused (a thread still runs), they have run: threading is shutting down in that
+    // interpreter, so registering another one raises RuntimeError there, as after CPython's.
+    char code[1024];
     std::snprintf(code, sizeof code,
                   "import sys, time\n"
                   "t = sys.modules.get('threading')\n"
                   "alive = []\n"
                   "if t is not None:\n"
+                  "    cbs = getattr(t, '_threading_atexits', None)\n"
+                  "    if cbs:\n"
+                  "        t._SHUTTING_DOWN = True\n"
+                  "        while cbs:\n"
+                  "            try:\n"
+                  "                cbs.pop()()\n"
+                  "            except BaseException:\n"
+                  "                import traceback\n"
+                  "                print('Exception ignored in a threading atexit callback:',\n"
+                  "                      file=sys.stderr)\n"
+                  "                traceback.print_exc()\n"
                   "    ts = [x for x in t.enumerate()\n"
                   "          if not x.daemon and not isinstance(x, t._MainThread)]\n"
                   "    end = time.monotonic() + %f\n"
