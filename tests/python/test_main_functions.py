@@ -239,3 +239,25 @@ def test_nested_functions_that_are_not_stateless_are_not_shareable(interp):
         interp.call(lambda: k)
     with pytest.raises(xinterp.NotShareableError, match="global 'xinterp'"):
         interp.call(lambda: xinterp)
+
+
+def test_script_without_main_guard_does_not_recurse(tmp_path):
+    # The script's top level calls into a new interpreter, which runs the script as the fake
+    # __main__; there its own top-level call cannot send its function on (it belongs to
+    # '<fake __main__>', which no interpreter can import), so no interpreter per level forever.
+    out = run_main_script(tmp_path, '''
+        import xinterp
+
+        G = 5
+
+        def uses_global():
+            return G
+
+        interp = xinterp.create()
+        try:
+            print('result', __name__, interp.call(uses_global), flush=True)
+        except xinterp.NotShareableError as exc:
+            print('NotShareableError', __name__, flush=True)
+        interp.close()
+        ''')
+    assert out == ['NotShareableError <fake __main__>', 'result __main__ 5']

@@ -30,6 +30,11 @@
 //     __main__ has it (bound with exec() or prepare_main()); otherwise NotShareableError.
 //   - A function added to __main__ while the script runs (exec, interactive definition) is not
 //     in the script: NotShareableError, as in 3.14.
+//   - Objects made in the receiver from the fake __main__'s classes belong to the module
+//     '<fake __main__>' (its __name__), which no interpreter can import: returning one from a
+//     call is NotShareableError, as in 3.14. For the same reason a script without a main guard
+//     that calls into a new interpreter at its top level does not recurse: the run in the
+//     receiver cannot send its own functions on.
 //
 // Calls (call_from_main_frame): a callable that is not a Python function is called from a
 // frame whose globals and locals are the target's __main__.__dict__, so the builtins that read
