@@ -1,5 +1,6 @@
 """exec(), call(), call_in_thread(), prepare_main(), ExecutionFailed and sharing rules."""
 
+import functools
 import math
 import operator
 import threading
@@ -120,6 +121,10 @@ def test_call_builtins_that_read_the_frame_act_on_main(interp):
     interp.call(exec, 'eggs = spam + 1')
     assert interp.call(eval, 'eggs') == 43
     assert interp.call(eval, "'eggs' in vars() and 'eggs' in globals() and 'eggs' in locals()")
+    # Wrapped in a callable object too.
+    assert interp.call(functools.partial(eval, 'eggs * 2')) == 86
+    assert interp.call(functools.partial(exec), 'ham = eggs') is None
+    assert interp.call(eval, 'ham') == 43
     # Their results hold the builtins module, which cannot be pickled.
     for fn in (globals, locals, vars):
         with pytest.raises(xinterp.NotShareableError):

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "cpython/cpython_private.h"
 #include "data/xidata.h"
 
 namespace xinterp::python {
@@ -14,41 +15,18 @@ namespace {
 constexpr const char* kHelpersKey = "xinterp.main_module_transport";
 constexpr const char* kHelpersSource = R"PY(
 import sys
-import weakref
+import threading
 
-_global_names = weakref.WeakKeyDictionary()  # code -> the global names it reads
 fake_mains = {}  # main script path -> its module run as '<fake __main__>' (one run each)
-
-
-def _names_read(code):
-    names = _global_names.get(code)
-    if names is None:
-        import dis
-        names = frozenset(ins.argval for ins in dis.get_instructions(code)
-                          if ins.opname == 'LOAD_GLOBAL')
-        _global_names[code] = names
-    return names
-
-
-def stateless_reason(fn):
-    """None if fn is stateless as CPython 3.14 defines it, else why not."""
-    if fn.__defaults__:
-        return 'it has default values'
-    if fn.__kwdefaults__:
-        return 'it has keyword default values'
-    code = fn.__code__
-    if fn.__closure__ or code.co_freevars:
-        return 'it is a closure'
-    if code.co_cellvars:
-        return 'a nested function uses its local variables'
-    globals_, builtins_ = fn.__globals__, fn.__builtins__
-    for name in sorted(_names_read(code)):
-        if name in globals_ or name not in builtins_:
-            return f'it uses the global {name!r}'
-    return None
+_fake_mains_lock = threading.RLock()  # one run even when threads ask at once
 
 
 def _fake_main(path):
+    with _fake_mains_lock:
+        return _fake_main_locked(path)
+
+
+def _fake_main_locked(path):
     mod = fake_mains.get(path)
     if mod is None:
         import runpy
@@ -161,20 +139,48 @@ PyObject* main_globals() {                          // borrowed
 }  // namespace
 
 int function_is_stateless(PyObject* fn, std::string* why) {
-  PyObject* check = helper("stateless_reason");
-  if (check == nullptr) return -1;
-  PyObject* reason = PyObject_CallOneArg(check, fn);
-  Py_DECREF(check);
-  if (reason == nullptr) return -1;
-  if (reason == Py_None) {
-    Py_DECREF(reason);
-    return 1;
+  // CPython 3.14's _PyFunction_VerifyStateless, in the order it checks.
+  auto* func = reinterpret_cast<PyFunctionObject*>(fn);
+  auto* code = reinterpret_cast<PyCodeObject*>(func->func_code);
+  if (!PyDict_Check(func->func_globals) || !PyDict_Check(func->func_builtins)) {
+    *why = "its globals or builtins are not a dict";
+    return 0;
   }
-  const char* s = PyUnicode_Check(reason) ? PyUnicode_AsUTF8(reason) : nullptr;
-  if (s != nullptr) *why = s;
-  Py_DECREF(reason);
-  PyErr_Clear();
-  return 0;
+  if (func->func_defaults != nullptr && PyTuple_GET_SIZE(func->func_defaults) > 0) {
+    *why = "it has default values";
+    return 0;
+  }
+  if (func->func_kwdefaults != nullptr && PyDict_GET_SIZE(func->func_kwdefaults) > 0) {
+    *why = "it has keyword default values";
+    return 0;
+  }
+  if ((func->func_closure != nullptr && PyTuple_GET_SIZE(func->func_closure) > 0) ||
+      code->co_nfreevars > 0) {
+    *why = "it is a closure";
+    return 0;
+  }
+  if (code->co_ncellvars > 0) {
+    *why = "a nested function uses its local variables";
+    return 0;
+  }
+  PyObject* names = cpy::global_names_read(reinterpret_cast<PyObject*>(code));
+  if (names == nullptr) return -1;
+  int stateless = 1;
+  for (Py_ssize_t k = 0; stateless == 1 && k < PyList_GET_SIZE(names); ++k) {
+    PyObject* name = PyList_GET_ITEM(names, k);
+    const int in_globals = PyDict_Contains(func->func_globals, name);
+    const int in_builtins = in_globals == 0 ? PyDict_Contains(func->func_builtins, name) : 0;
+    if (in_globals < 0 || in_builtins < 0) {
+      stateless = -1;
+    } else if (in_globals == 1 || in_builtins == 0) {
+      const char* s = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : nullptr;
+      *why = std::string("it uses the global '") + (s != nullptr ? s : "?") + "'";
+      PyErr_Clear();
+      stateless = 0;
+    }
+  }
+  Py_DECREF(names);
+  return stateless;
 }
 
 Status encode_stateless_function(PyObject* fn, XValue* out) {

@@ -22,12 +22,15 @@
 // with that module standing in for __main__ during the load. Functions found there keep that
 // module's globals; the receiver's real __main__ is left untouched.
 //   - Cached per receiving interpreter and script path: the script runs once per interpreter, on
-//     the first value that needs it, not per call. Its top-level side effects (prints, files
-//     written, threads started) happen then, in the receiver, once; a script that fails (raises
-//     while it runs) is not cached: the value is not shareable and the next one retries.
+//     the first value that needs it, not per call (threads asking at once wait for that run). Its
+//     top-level side effects (prints, files written, threads started) happen then, in the receiver,
+//     once; a script that fails (raises while it runs) is not cached: the value is not shareable
+//     and the next one retries.
 //   - No main script (python -c, the REPL, stdin, an embedding without __main__.__file__): as in
 //     3.14 there is nothing to run, so a __main__ object is found only if the receiver's own
 //     __main__ has it (bound with exec() or prepare_main()); otherwise NotShareableError.
+//   - While the second load runs, sys.modules['__main__'] is the fake module for every thread
+//     of the receiver (as in 3.14).
 //   - A function added to __main__ while the script runs (exec, interactive definition) is not
 //     in the script: NotShareableError, as in 3.14.
 //   - Objects made in the receiver from the fake __main__'s classes belong to the module
@@ -36,8 +39,9 @@
 //     that calls into a new interpreter at its top level does not recurse: the run in the
 //     receiver cannot send its own functions on.
 //
-// Calls (call_from_main_frame): a callable that is not a Python function is called from a
-// frame whose globals and locals are the target's __main__.__dict__, so the builtins that read
+// Calls (call_from_main_frame): a callable that may read its caller's frame (see execution.cc:
+// those builtins, or a callable object that may wrap one) is called from a frame whose globals
+// and locals are the target's __main__.__dict__, so the builtins that read
 // the caller's frame (eval, exec, globals, locals, vars, dir) act on __main__ as 3.14 makes them
 // (3.14 calls with no frame and falls back to the running __main__). That frame is left out of
 // the traceback of an exception the callable raises.

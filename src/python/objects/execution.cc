@@ -212,10 +212,27 @@ Status not_rebuilt(const char* what) {
                        std::string(what) + " not shareable: " + cause.formatted);
 }
 
-// Whether calling fn runs a Python frame of its own (then the builtins it calls see that frame).
-bool is_python_function(PyObject* fn) {
+// Whether fn may read its caller's frame, so that call() must give it one of __main__: not a
+// Python function or method (it runs a frame of its own), a class, or a C function other than
+// the builtins that read the frame (eval, exec, globals, locals, vars, dir); a
+// functools.partial or other callable object might wrap one of those.
+bool needs_main_frame(PyObject* fn) {
   if (PyMethod_Check(fn)) fn = PyMethod_GET_FUNCTION(fn);
-  return PyFunction_Check(fn);
+  if (PyFunction_Check(fn) || PyType_Check(fn)) return false;
+  if (!PyCFunction_Check(fn)) return true;
+  PyObject* self = PyCFunction_GET_SELF(fn);
+  if (self == nullptr || !PyModule_Check(self)) return false;
+  const char* module = PyModule_GetName(self);
+  if (module == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  if (std::strcmp(module, "builtins") != 0) return false;
+  const char* name = reinterpret_cast<PyCFunctionObject*>(fn)->m_ml->ml_name;
+  for (const char* reader : {"eval", "exec", "globals", "locals", "vars", "dir"}) {
+    if (std::strcmp(name, reader) == 0) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -249,9 +266,10 @@ Status call_in(int64_t py_id, const std::vector<XValue>& call, XValue* result) {
       }
       PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k - 2), item);
     }
-    // A builtin (eval, dir, ...) is called from a frame of __main__, as 3.14 resolves it there.
-    PyObject* ret = is_python_function(fn) ? PyObject_Call(fn, args, kwargs)
-                                           : call_from_main_frame(fn, args, kwargs);
+    // A builtin reading its caller's frame (eval, dir, ...) gets one of __main__, as 3.14
+    // resolves it there.
+    PyObject* ret = needs_main_frame(fn) ? call_from_main_frame(fn, args, kwargs)
+                                         : PyObject_Call(fn, args, kwargs);
     Py_DECREF(fn);
     Py_DECREF(args);
     Py_XDECREF(kwargs);
