@@ -261,3 +261,22 @@ def test_script_without_main_guard_does_not_recurse(tmp_path):
         interp.close()
         ''')
     assert out == ['NotShareableError <fake __main__>', 'result __main__ 5']
+
+
+def test_queue_item_of_a_main_class_is_rebuilt_from_the_script(tmp_path):
+    out = run_main_script(tmp_path, '''
+        import xinterp
+
+        class Point:
+            def __init__(self, x, y):
+                self.x, self.y = x, y
+
+        if __name__ == '__main__':
+            q = xinterp.create_queue()
+            q.put(Point(2, 3))
+            interp = xinterp.create()
+            interp.prepare_main(q=q)
+            interp.exec('p = q.get()\\nprint(type(p).__name__, p.x * p.y, flush=True)')
+            interp.close()
+        ''')
+    assert out == ['Point 6']
