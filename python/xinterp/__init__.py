@@ -103,7 +103,8 @@ def create():
     id = _xinterp.create()  # comes with one owning reference, adopted here
     interp = Interpreter(id, _whence=_xinterp.WHENCE_STDLIB, _ownsref='adopt')
     path = tuple(p for p in _sys.path if isinstance(p, str))
-    interp.exec(f'import sys\nsys.path[:] = {path!r}\n')
+    # Binds no name in its __main__, which starts as 3.14's does (dir() there lists the same).
+    interp.exec(f'__import__("sys").path[:] = {path!r}\n')
     return interp
 
 
@@ -282,9 +283,11 @@ class Interpreter:
     def prepare_main(self, ns=None, /, **kwargs):
         """Bind the given values into the interpreter's __main__.
 
-        Values that are not natively shareable are sent by pickle (functions from __main__ by
-        their code). Names must be str without NUL characters (ValueError), as a NUL would cut
-        the name short; any other str is bound as given.
+        As in CPython 3.14: at least one name must be given (ValueError otherwise), and every
+        value must be natively shareable (see is_shareable()); anything else raises
+        NotShareableError (nothing is pickled here). Every value is checked before any is
+        bound, so a refused call binds nothing. Names must be str without NUL characters
+        (ValueError), as a NUL would cut the name short; any other str is bound as given.
         """
         ns = dict(ns, **kwargs) if ns is not None else kwargs
         _raise_if_failed(_xinterp.set___main___attrs(self._id, ns))
@@ -309,9 +312,16 @@ class Interpreter:
     def call(self, callable, /, *args, **kwargs):
         """Call the object in the interpreter with the given arguments and return its result.
 
-        Natively shareable values travel as they are; other arguments, the callable and the
-        result go through pickle (functions defined in __main__ travel as their code, and must
-        have no closure). An exception in the callable raises ExecutionFailed here.
+        As in CPython 3.14: natively shareable values travel as they are; a stateless function
+        (no defaults, closure or cells, reading no globals but builtins) travels as its code
+        and runs over the interpreter's __main__; the callable, other arguments and the result
+        go through pickle otherwise. Objects of the caller's main script (its functions,
+        classes and their instances, in any argument) are found there by running that script
+        once per interpreter as a hidden module named '<fake __main__>' (its
+        ``if __name__ == "__main__":`` block does not run; the interpreter's own __main__ is
+        left untouched). A value that cannot be sent or rebuilt there raises
+        NotShareableError; a builtin such as eval, exec, dir, globals, locals or vars acts on
+        the interpreter's __main__. An exception in the callable raises ExecutionFailed here.
         """
         res, excinfo = _xinterp.call(self._id, callable, args, kwargs or None)
         _raise_if_failed(excinfo)

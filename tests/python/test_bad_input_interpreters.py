@@ -301,8 +301,11 @@ PREPARE_MAIN_CASES = [
     pytest.param(({1: 2},), {}, TypeError, 'names must be str', id='int-key'),
     pytest.param(([(b'a', 2)],), {}, TypeError, 'names must be str', id='bytes-key'),
     pytest.param(({'\ud800': 2},), {}, UnicodeEncodeError, 'surrogates', id='surrogate-key'),
-    pytest.param((), {'a': threading.Lock()}, xinterp.NotShareableError, 'cannot be pickled',
+    pytest.param((), {'a': threading.Lock()}, xinterp.NotShareableError, 'not shareable',
                  id='unpicklable'),
+    pytest.param((), {'a': 1, 'b': [2]}, xinterp.NotShareableError, 'not shareable',
+                 id='picklable-but-not-native'),
+    pytest.param((), {}, ValueError, 'at least one name', id='no-names'),
     pytest.param(({}, {}), {}, TypeError, 'positional argument', id='two-positional'),
 ]
 

@@ -1,5 +1,6 @@
 """exec(), call(), call_in_thread(), prepare_main(), ExecutionFailed and sharing rules."""
 
+import functools
 import math
 import operator
 import threading
@@ -91,13 +92,50 @@ def test_call_builtin_and_module_callables(interp):
     assert interp.call(len, (1, 2, 3)) == 3
 
 
-def test_call_lambda_and_nested_functions_travel_by_code(interp):
+def test_call_stateless_lambda_and_nested_function_travel_by_code(interp):
+    # As 3.14: only stateless functions travel by code (test_main_functions.py has the rest).
     assert interp.call(lambda x: x + 1, 41) == 42
 
-    def nested(x, y=10):
+    def nested(x, y):
         return x * y
 
-    assert interp.call(nested, 4) == 40
+    assert interp.call(nested, 4, 10) == 40
+
+
+# A fresh interpreter's __main__ in 3.14 (3.12 and 3.13 add '__annotations__').
+FRESH_MAIN = ['__builtins__', '__doc__', '__loader__', '__name__', '__package__', '__spec__']
+
+
+def test_call_builtins_that_read_the_frame_act_on_main(interp):
+    # As 3.14, where call() runs with no frame and these fall back to __main__.
+    assert interp.call(eval, '1+1') == 2
+    assert interp.call(eval, 'sum([1, 2, 3])') == 6
+    assert interp.call(exec, '...') is None
+    assert interp.call(len, 'x') == 1
+    names = interp.call(dir)
+    assert [n for n in names if n != '__annotations__'] == FRESH_MAIN
+    assert interp.call(eval, '__name__') == '__main__'
+    interp.prepare_main(spam=42)
+    assert interp.call(eval, 'spam') == 42
+    assert 'spam' in interp.call(dir)
+    interp.call(exec, 'eggs = spam + 1')
+    assert interp.call(eval, 'eggs') == 43
+    assert interp.call(eval, "'eggs' in vars() and 'eggs' in globals() and 'eggs' in locals()")
+    # Wrapped in a callable object too.
+    assert interp.call(functools.partial(eval, 'eggs * 2')) == 86
+    assert interp.call(functools.partial(exec), 'ham = eggs') is None
+    assert interp.call(eval, 'ham') == 43
+    # Their results hold the builtins module, which cannot be pickled.
+    for fn in (globals, locals, vars):
+        with pytest.raises(xinterp.NotShareableError):
+            interp.call(fn)
+
+
+def test_call_builtin_failure_traceback_starts_in_the_callable(interp):
+    with pytest.raises(xinterp.ExecutionFailed) as info:
+        interp.call(eval, 'undefined_name')
+    assert info.value.excinfo.type.__name__ == 'NameError'
+    assert '<xinterp call>' not in info.value.excinfo.errdisplay
 
 
 def test_call_function_with_closure_is_not_shareable(interp):
@@ -146,8 +184,24 @@ def test_call_in_thread(interp):
 
 
 def test_prepare_main(interp):
-    interp.prepare_main({'a': 1}, b='two', c=(3, b'4'), d=[5])
-    assert interp.call(evaluate, '(a, b, c, d)') == (1, 'two', (3, b'4'), [5])
+    interp.prepare_main({'a': 1}, b='two', c=(3, b'4'), d=2**100)
+    assert interp.call(evaluate, '(a, b, c, d)') == (1, 'two', (3, b'4'), 2**100)
+
+
+def test_prepare_main_needs_a_name(interp):
+    with pytest.raises(ValueError):
+        interp.prepare_main()
+    with pytest.raises(ValueError):
+        interp.prepare_main({})
+
+
+def test_prepare_main_pickles_nothing_and_binds_nothing_when_refused(interp):
+    # As 3.14: values must be natively shareable; a refused call binds none of them.
+    with pytest.raises(xinterp.NotShareableError):
+        interp.prepare_main(a=1, b=[5], c=3)
+    with pytest.raises(xinterp.NotShareableError):
+        interp.prepare_main({'x': 1}, y=plain_function)
+    assert interp.call(evaluate, "[n for n in ('a', 'b', 'c', 'x', 'y') if n in globals()]") == []
 
 
 def test_prepare_main_rejects_unshareable(interp):
@@ -196,10 +250,3 @@ def test_shareable_values_round_trip_exactly(shared_interp, value):
 def test_lone_surrogates_round_trip(shared_interp, value):
     assert shared_interp.call(identity, value) == value
 
-
-def test_recursive_function_from_main_finds_itself(interp):
-    # Defined as at the top of a script's __main__ (a global name, no closure cell).
-    src = 'def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\n'
-    ns = {'__name__': '__main__'}
-    exec(src, ns)
-    assert interp.call(ns['fib'], 15) == 610

@@ -180,6 +180,11 @@ PyObject* mod_set_main_attrs(PyObject* module, PyObject* const* args, Py_ssize_t
   }
   int64_t id;
   if (!parse_id(args[0], &id)) return nullptr;
+  // An unknown interpreter is reported before the namespace is looked at (as 3.14).
+  if (PyDict_Check(args[1]) && PyDict_GET_SIZE(args[1]) == 0 &&
+      lookup(module, args[0]) == nullptr) {
+    return nullptr;
+  }
   std::vector<std::pair<std::string, XValue>> ns;
   Status s = prepare_namespace(args[1], &ns);
   if (s.ok()) s = set_main_attrs_in(id, ns);

@@ -1,5 +1,7 @@
 #include "cpython/cpython_private.h"
 
+#include <opcode.h>  // LOAD_GLOBAL, EXTENDED_ARG: this version's opcode numbers
+
 #if PY_VERSION_HEX < 0x030C0000
 #error "xinterp needs CPython 3.12 or newer (per-interpreter GIL)"
 #endif
@@ -131,6 +133,40 @@ bool memoryview_released(PyObject* view) noexcept {
 
 int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept {
   return xinterp_count_visitors(interp, own);
+}
+
+PyObject* global_names_read(PyObject* code) noexcept {
+  if (!PyCode_Check(code)) {
+    PyErr_SetString(PyExc_TypeError, "expected a code object");
+    return nullptr;
+  }
+  // co_code is the unspecialized bytecode, its inline caches zeroed (CACHE, opcode 0): 2-byte
+  // units, EXTENDED_ARG prefixes widening the next oparg; LOAD_GLOBAL's oparg >> 1 indexes
+  // co_names on 3.12 and 3.13.
+  PyObject* raw = PyCode_GetCode(reinterpret_cast<PyCodeObject*>(code));
+  if (raw == nullptr) return nullptr;
+  PyObject* names = PyList_New(0);
+  PyObject* co_names = reinterpret_cast<PyCodeObject*>(code)->co_names;
+  const auto* b = reinterpret_cast<const unsigned char*>(PyBytes_AS_STRING(raw));
+  const Py_ssize_t n = PyBytes_GET_SIZE(raw);
+  unsigned long ext = 0;
+  for (Py_ssize_t i = 0; names != nullptr && i + 1 < n; i += 2) {
+    const unsigned long arg = ext | b[i + 1];
+    if (b[i] == EXTENDED_ARG) {
+      ext = arg << 8;
+      continue;
+    }
+    ext = 0;
+    if (b[i] != LOAD_GLOBAL) continue;
+    const auto index = static_cast<Py_ssize_t>(arg >> 1);
+    if (index >= PyTuple_GET_SIZE(co_names) ||
+        PyList_Append(names, PyTuple_GET_ITEM(co_names, index)) < 0) {
+      if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "xinterp: bad LOAD_GLOBAL");
+      Py_CLEAR(names);
+    }
+  }
+  Py_DECREF(raw);
+  return names;
 }
 
 }  // namespace xinterp::python::cpy

@@ -80,4 +80,9 @@ int count_visitors(PyInterpreterState* interp, PyThreadState* own) noexcept;
 // exporter it names, may be freed; only the memoryview object itself may still be read.
 bool memoryview_released(PyObject* view) noexcept;
 
+// The names a code object reads with LOAD_GLOBAL (its own bytecode, not that of code nested in
+// it), as a new list (a name may repeat), or nullptr with an exception set. Reads the bytecode,
+// whose opcode numbers differ between CPython versions. Requires: attached.
+PyObject* global_names_read(PyObject* code) noexcept;
+
 }  // namespace xinterp::python::cpy

@@ -6,12 +6,14 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 #include "cpython/cpython_private.h"
 #include "data/buffer_borrow.h"
+#include "data/main_module_transport.h"
 #include "data/shared_buffer.h"
 
 namespace xinterp::python {
@@ -404,25 +406,6 @@ PyObject* call_module_function(const char* module, const char* name, PyObject* a
   return result;
 }
 
-// Whether a function would not survive pickling by reference into another interpreter.
-bool needs_code_transport(PyObject* fn) {
-  PyObject* module = PyObject_GetAttrString(fn, "__module__");
-  PyObject* qualname = PyObject_GetAttrString(fn, "__qualname__");
-  bool result = false;
-  if (module != nullptr && PyUnicode_Check(module) &&
-      PyUnicode_CompareWithASCIIString(module, "__main__") == 0) {
-    result = true;
-  }
-  if (qualname != nullptr && PyUnicode_Check(qualname)) {
-    const char* q = PyUnicode_AsUTF8(qualname);
-    if (q != nullptr && std::string(q).find('<') != std::string::npos) result = true;
-  }
-  Py_XDECREF(module);
-  Py_XDECREF(qualname);
-  PyErr_Clear();
-  return result;
-}
-
 Status not_shareable(PyObject* obj, const char* why) {
   PyObject* type_name = PyType_GetName(Py_TYPE(obj));
   std::string name = "object";
@@ -433,63 +416,6 @@ Status not_shareable(PyObject* obj, const char* why) {
   PyErr_Clear();
   return Status::error(ErrorKind::kNotShareable,
                        "'" + name + "' object is not shareable between interpreters: " + why);
-}
-
-Status encode_function(PyObject* fn, XValue* out) {
-  PyObject* closure = PyFunction_GetClosure(fn);
-  if (closure != nullptr && closure != Py_None) {
-    return not_shareable(fn, "a function with a closure cannot be sent");
-  }
-  PyObject* code = PyFunction_GetCode(fn);
-  Ref bytes(PyMarshal_WriteObjectToString(code, Py_MARSHAL_VERSION));
-  if (bytes.get() == nullptr) return not_shareable(fn, "its code cannot be marshalled");
-  out->kind = XValue::Kind::kFunction;
-  out->data.assign(PyBytes_AS_STRING(bytes.get()),
-                   static_cast<size_t>(PyBytes_GET_SIZE(bytes.get())));
-  out->items.resize(2);
-  PyObject* defaults = PyFunction_GetDefaults(fn);
-  PyObject* kwdefaults = PyFunction_GetKwDefaults(fn);
-  Status s = encode(defaults ? defaults : Py_None, Fallback::kFull, &out->items[0]);
-  if (!s.ok()) return s;
-  return encode(kwdefaults ? kwdefaults : Py_None, Fallback::kFull, &out->items[1]);
-}
-
-PyObject* decode_function(const XValue& value) {
-  PyObject* code =
-      PyMarshal_ReadObjectFromString(value.data.data(), static_cast<Py_ssize_t>(value.data.size()));
-  if (code == nullptr) return nullptr;
-  PyObject* main = PyImport_AddModule("__main__");  // borrowed
-  if (main == nullptr) {
-    Py_DECREF(code);
-    return nullptr;
-  }
-  PyObject* globals = PyModule_GetDict(main);
-  PyObject* fn = PyFunction_New(code, globals);
-  Py_DECREF(code);
-  if (fn == nullptr) return nullptr;
-  // Bind it under its own name unless the receiver's __main__ already has that name, so that a
-  // recursive function (or one its callees look up by name) finds itself there.
-  PyObject* name = PyObject_GetAttrString(fn, "__name__");
-  if (name != nullptr && PyUnicode_Check(name) &&
-      PyUnicode_CompareWithASCIIString(name, "<lambda>") != 0) {
-    PyObject* bound = PyDict_SetDefault(globals, name, fn);  // borrowed
-    if (bound == nullptr) PyErr_Clear();
-  }
-  Py_XDECREF(name);
-  PyErr_Clear();
-  for (int k = 0; k < 2; ++k) {
-    if (value.items[static_cast<size_t>(k)].kind == XValue::Kind::kNone) continue;
-    PyObject* d = decode(value.items[static_cast<size_t>(k)]);
-    int r = d == nullptr
-                ? -1
-                : (k == 0 ? PyFunction_SetDefaults(fn, d) : PyFunction_SetKwDefaults(fn, d));
-    Py_XDECREF(d);
-    if (r < 0) {
-      Py_DECREF(fn);
-      return nullptr;
-    }
-  }
-  return fn;
 }
 
 }  // namespace
@@ -601,12 +527,19 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
                                "xinterp.lend(obj) lends any other C-contiguous buffer")
                                   .c_str());
   }
-  if (PyFunction_Check(obj) && needs_code_transport(obj)) {
-    Status s = or_memory_error([&] { return encode_function(obj, out); },
-                               Status::error(ErrorKind::kPythonSet, ""));
-    if (s.ok()) g_function_code.fetch_add(1, std::memory_order_relaxed);
-    if (!s.ok()) *out = XValue();
-    return s;
+  // As CPython 3.14: a stateless function by its code, anything else by pickle (see
+  // main_module_transport.h).
+  std::string not_stateless;
+  if (PyFunction_Check(obj)) {
+    const int stateless = function_is_stateless(obj, &not_stateless);
+    if (stateless < 0) return Status::error(ErrorKind::kPythonSet, "");
+    if (stateless == 1) {
+      Status s = or_memory_error([&] { return encode_stateless_function(obj, out); },
+                                 Status::error(ErrorKind::kPythonSet, ""));
+      if (s.ok()) g_function_code.fetch_add(1, std::memory_order_relaxed);
+      if (!s.ok()) *out = XValue();
+      return s;
+    }
   }
   PyObject* protocol = PyLong_FromLong(-1);
   PyObject* pickled = protocol ? call_module_function("pickle", "dumps", obj, protocol) : nullptr;
@@ -614,7 +547,9 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
   if (pickled == nullptr) {
     // Keep the reason: "cannot pickle '_thread.lock' object" and the like.
     PyObject* exc = PyErr_GetRaisedException();
-    std::string why = "it cannot be pickled";
+    std::string why = not_stateless.empty()
+                          ? "it cannot be pickled"
+                          : "it is not stateless (" + not_stateless + ") and cannot be pickled";
     if (exc != nullptr) {
       if (PyObject* text = PyObject_Str(exc)) {
         if (const char* s = PyUnicode_AsUTF8(text)) why += std::string(" (") + s + ")";
@@ -624,10 +559,21 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* given
     }
     return not_shareable(obj, why.c_str());
   }
+  // A pickle that names __main__ carries the sender's main script, which the receiver runs as a
+  // fake __main__ if its own lacks the name (main_module_transport.h).
+  const std::string_view payload(PyBytes_AS_STRING(pickled),
+                                 static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
   const bool copied = or_memory_error(
       [&] {
-        out->data.assign(PyBytes_AS_STRING(pickled),
-                         static_cast<size_t>(PyBytes_GET_SIZE(pickled)));
+        out->data.assign(payload.data(), payload.size());
+        if (payload.find("__main__") != std::string_view::npos) {
+          std::string main_file = current_main_file();
+          if (!main_file.empty()) {
+            out->items.resize(1);
+            out->items[0].kind = XValue::Kind::kStr;
+            out->items[0].data = std::move(main_file);
+          }
+        }
         return true;
       },
       false);
@@ -731,15 +677,11 @@ PyObject* decode_value(const XValue& value, const SharedClasses* classes, Decode
       return obj;
     }
     case XValue::Kind::kPickled: {
-      PyObject* bytes =
-          PyBytes_FromStringAndSize(value.data.data(), static_cast<Py_ssize_t>(value.data.size()));
-      if (bytes == nullptr) return nullptr;
-      PyObject* obj = call_module_function("pickle", "loads", bytes);
-      Py_DECREF(bytes);
-      return obj;
+      static const std::string kNoMainFile;
+      return unpickle(value.data, value.items.empty() ? kNoMainFile : value.items[0].data);
     }
     case XValue::Kind::kFunction:
-      return decode_function(value);
+      return decode_stateless_function(value);
     case XValue::Kind::kBuffer: {
       if (classes == nullptr) classes = current_classes();
       if (classes == nullptr || classes->shared_buffer == nullptr) {

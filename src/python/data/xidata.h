@@ -33,21 +33,21 @@
 // and the receiver makes its bytes from it: one copy instead of two. If the sender closes first,
 // the value is copied out then (copy_borrowed_bytes()), so it still survives the sender.
 // Fallbacks, used where PEP 734 / CPython 3.14 uses them (call() arguments and results,
-// prepare_main values), never for is_shareable():
-//   - a plain function defined in __main__ (or nested, or a lambda) travels as its marshalled
-//     code plus defaults, and is rebuilt in the receiver over the receiver's __main__ globals;
-//     it must have no closure. It is also bound in that __main__ under its name, unless the
-//     name is taken, so recursion works; other globals it uses must be there (prepare_main).
+// queue items), never for is_shareable() or prepare_main(); see main_module_transport.h:
+//   - a stateless function (3.14's definition) travels as its marshalled code and is rebuilt
+//     over the receiver's __main__ globals;
 //   - anything else goes through pickle (pickle.dumps in the sender, pickle.loads in the
-//     receiver).
+//     receiver); a pickle that names __main__ carries the sender's main script (items[0], a
+//     kStr), which the receiver runs as a hidden '<fake __main__>' when its own __main__ lacks
+//     the name.
 //
 // Copies: a str or bytes object that a tuple references many times is copied once and decoded
 // into one object (XValue::shared, kBytesBorrow's borrow), so ("x" * 2**20,) * 4096 costs 1 MiB,
 // not 4 GiB, and the receiver gets the same sharing the sender had. is_natively_shareable()
 // never copies anything.
 //
-// Depth: XValues nest only as deep as natively shared containers may (kMaxDepth, 200) plus the two
-// levels of a function's defaults, so their destructor, decode(), holds_borrow() and
+// Depth: XValues nest only as deep as natively shared containers may (kMaxDepth, 200) plus the one
+// level of a pickle's main-script path, so their destructor, decode(), holds_borrow() and
 // copy_borrowed_bytes() recurse a bounded depth; deeper data goes by pickle, whose payload is
 // flat (and pickle refuses very deep data with RecursionError, reported as NotShareableError).
 //
@@ -141,7 +141,7 @@ struct XValue {
   // appears more than once in a value (a tuple repeating it): copied once, shared by every
   // occurrence, and decoded into one object again (payload()).
   std::shared_ptr<const std::string> shared;
-  std::vector<XValue> items;             // tuple items; kFunction: {defaults, kwdefaults}
+  std::vector<XValue> items;             // tuple items; kPickled: {main script} or none
   std::shared_ptr<BufferBorrow> buffer;  // kBuffer
   std::shared_ptr<ObjectRef> ref;        // kQueue: keeps the queue alive (i is its id)
 

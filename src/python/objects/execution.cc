@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "data/main_module_transport.h"
 #include "engine/python_engine.h"
 
 namespace xinterp::python {
@@ -201,28 +202,74 @@ Status prepare_call(PyObject* callable, PyObject* args, PyObject* kwargs,
   return s;
 }
 
+namespace {
+
+// A value of the call that the target cannot rebuild (pickle.loads failed there): as 3.14,
+// NotShareableError in the caller ("func not shareable", "args not shareable"), with the cause.
+Status not_rebuilt(const char* what) {
+  ExcInfo cause = capture_exception();
+  return Status::error(ErrorKind::kNotShareable,
+                       std::string(what) + " not shareable: " + cause.formatted);
+}
+
+// Whether fn may read its caller's frame, so that call() must give it one of __main__: not a
+// Python function or method (it runs a frame of its own), a class, or a C function other than
+// the builtins that read the frame (eval, exec, globals, locals, vars, dir); a
+// functools.partial or other callable object might wrap one of those.
+bool needs_main_frame(PyObject* fn) {
+  if (PyMethod_Check(fn)) fn = PyMethod_GET_FUNCTION(fn);
+  if (PyFunction_Check(fn) || PyType_Check(fn)) return false;
+  if (!PyCFunction_Check(fn)) return true;
+  PyObject* self = PyCFunction_GET_SELF(fn);
+  if (self == nullptr || !PyModule_Check(self)) return false;
+  const char* module = PyModule_GetName(self);
+  if (module == nullptr) {
+    PyErr_Clear();
+    return false;
+  }
+  if (std::strcmp(module, "builtins") != 0) return false;
+  const char* name = reinterpret_cast<PyCFunctionObject*>(fn)->m_ml->ml_name;
+  for (const char* reader : {"eval", "exec", "globals", "locals", "vars", "dir"}) {
+    if (std::strcmp(name, reader) == 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 Status call_in(int64_t py_id, const std::vector<XValue>& call, XValue* result) {
   Status result_error;
   Status s = PythonEngine::get().run(py_id, [&]() -> Status {
     PyObject* fn = decode(call[0]);
-    if (fn == nullptr) return failed_here();
+    if (fn == nullptr) return not_rebuilt("func");
     PyObject* args = PyTuple_New(static_cast<Py_ssize_t>(call.size() - 2));
-    PyObject* kwargs = call[1].kind == XValue::Kind::kNone ? nullptr : decode(call[1]);
-    bool ok = args != nullptr && (call[1].kind == XValue::Kind::kNone || kwargs != nullptr);
-    for (size_t k = 2; ok && k < call.size(); ++k) {
-      PyObject* item = decode(call[k]);
-      if (item == nullptr)
-        ok = false;
-      else
-        PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k - 2), item);
-    }
-    if (!ok) {
+    if (args == nullptr) {
       Py_DECREF(fn);
-      Py_XDECREF(args);
-      Py_XDECREF(kwargs);
       return failed_here();
     }
-    PyObject* ret = PyObject_Call(fn, args, kwargs);
+    PyObject* kwargs = nullptr;
+    if (call[1].kind != XValue::Kind::kNone) {
+      kwargs = decode(call[1]);
+      if (kwargs == nullptr) {
+        Py_DECREF(fn);
+        Py_DECREF(args);
+        return not_rebuilt("kwargs");
+      }
+    }
+    for (size_t k = 2; k < call.size(); ++k) {
+      PyObject* item = decode(call[k]);
+      if (item == nullptr) {
+        Py_DECREF(fn);
+        Py_DECREF(args);
+        Py_XDECREF(kwargs);
+        return not_rebuilt("args");
+      }
+      PyTuple_SET_ITEM(args, static_cast<Py_ssize_t>(k - 2), item);
+    }
+    // A builtin reading its caller's frame (eval, dir, ...) gets one of __main__, as 3.14
+    // resolves it there.
+    PyObject* ret = needs_main_frame(fn) ? call_from_main_frame(fn, args, kwargs)
+                                         : PyObject_Call(fn, args, kwargs);
     Py_DECREF(fn);
     Py_DECREF(args);
     Py_XDECREF(kwargs);
@@ -245,6 +292,10 @@ Status prepare_namespace(PyObject* ns, std::vector<std::pair<std::string, XValue
     PyErr_SetString(PyExc_TypeError, "expected a dict of names to values");
     return Status::error(ErrorKind::kPythonSet, "");
   }
+  if (PyDict_GET_SIZE(ns) == 0) {
+    PyErr_SetString(PyExc_ValueError, "prepare_main() needs at least one name to bind");
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
   PyObject* key;
   PyObject* value;
   Py_ssize_t pos = 0;
@@ -262,7 +313,8 @@ Status prepare_namespace(PyObject* ns, std::vector<std::pair<std::string, XValue
       return Status::error(ErrorKind::kPythonSet, "");
     }
     out->emplace_back(std::string(name, static_cast<size_t>(size)), XValue());
-    Status s = encode(value, Fallback::kFull, &out->back().second);
+    // Natively shareable values only: 3.14 pickles nothing here.
+    Status s = encode(value, Fallback::kNone, &out->back().second);
     if (!s.ok()) return s;
   }
   return Status();
@@ -272,13 +324,26 @@ Status set_main_attrs_in(int64_t py_id, const std::vector<std::pair<std::string,
   return PythonEngine::get().run(py_id, [&]() -> Status {
     PyObject* globals = main_dict();
     if (globals == nullptr) return failed_here();
-    for (const auto& [name, value] : ns) {
-      PyObject* obj = decode(value);
-      if (obj == nullptr) return failed_here();
-      int r = PyDict_SetItemString(globals, name.c_str(), obj);
-      Py_DECREF(obj);
-      if (r < 0) return failed_here();
+    // Every value is made before any is bound: a failure binds nothing.
+    PyObject* values = PyList_New(0);
+    if (values == nullptr) return failed_here();
+    for (const auto& entry : ns) {
+      PyObject* obj = decode(entry.second);
+      const int r = obj != nullptr ? PyList_Append(values, obj) : -1;
+      Py_XDECREF(obj);
+      if (r < 0) {
+        Py_DECREF(values);
+        return failed_here();
+      }
     }
+    for (size_t k = 0; k < ns.size(); ++k) {
+      PyObject* obj = PyList_GET_ITEM(values, static_cast<Py_ssize_t>(k));
+      if (PyDict_SetItemString(globals, ns[k].first.c_str(), obj) < 0) {
+        Py_DECREF(values);
+        return failed_here();
+      }
+    }
+    Py_DECREF(values);
     return Status();
   });
 }
