@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import xinterp
+from conftest import run_script
 from shared_helpers import evaluate, identity, make_lock, mul, plain_function
 
 
@@ -250,3 +251,26 @@ def test_shareable_values_round_trip_exactly(shared_interp, value):
 def test_lone_surrogates_round_trip(shared_interp, value):
     assert shared_interp.call(identity, value) == value
 
+
+
+def test_uncaught_execution_failed_shows_one_xinterp_frame_and_the_remote_traceback():
+    # As CPython 3.14 displays it (its suite checks the text): the caller's line, then exec()'s
+    # own `raise ExecutionFailed(excinfo)`, then the other interpreter's traceback.
+    proc = run_script('''
+        import xinterp
+        def script():
+            raise RuntimeError('uh-oh!')
+        interp = xinterp.create()
+        interp.exec(script)
+    ''')
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = proc.stderr.splitlines()
+    frames = [k for k, line in enumerate(lines) if line.startswith('  File ')]
+    xinterp_frames = [k for k in frames if 'xinterp' in lines[k]]
+    assert len(xinterp_frames) == 1, proc.stderr
+    assert lines[xinterp_frames[0]].endswith(', in exec'), proc.stderr
+    assert lines[xinterp_frames[0] + 1].strip() == 'raise ExecutionFailed(excinfo)', proc.stderr
+    assert 'xinterp.ExecutionFailed: RuntimeError: uh-oh!' in lines, proc.stderr
+    remote = [line for line in lines[lines.index('Uncaught in the interpreter:'):] if line]
+    assert '  File "<string>", line 4, in script' in remote, proc.stderr
+    assert remote[-1] == 'RuntimeError: uh-oh!', proc.stderr
