@@ -274,3 +274,4 @@ def test_uncaught_execution_failed_shows_one_xinterp_frame_and_the_remote_traceb
     remote = [line for line in lines[lines.index('Uncaught in the interpreter:'):] if line]
     assert '  File "<string>", line 4, in script' in remote, proc.stderr
     assert remote[-1] == 'RuntimeError: uh-oh!', proc.stderr
+    assert proc.stderr.endswith("line 4, in script\nRuntimeError: uh-oh!\n"), proc.stderr

@@ -76,6 +76,9 @@ ExcInfo capture_exception() {
     info.formatted = info.msg.empty() ? info.type_name : info.type_name + ": " + info.msg;
   }
   info.errdisplay = format_with_traceback("format_exception", exc);
+  // As CPython's excinfo: no trailing newline (ExecutionFailed's text ends with it otherwise
+  // followed by a blank line).
+  while (!info.errdisplay.empty() && info.errdisplay.back() == '\n') info.errdisplay.pop_back();
   Py_DECREF(exc);
   PyErr_Clear();
   return info;
