@@ -9,18 +9,29 @@ import math
 import pytest
 
 import xinterp
+from xinterp import _xinterp
 from bad_input_helpers import DEEP_LIST, DEEP_TUPLE, INF, NAN, assert_clean_exit, check
 from bad_input_helpers import nested_tuple
 from conftest import run_script
 from shared_helpers import evaluate, identity
 
 
+
+def natively_shareable(value):
+    """Sent with no fallback, checked all the way down (is_shareable() answers a tuple by its
+    type alone, as CPython 3.14 does)."""
+    return _xinterp._is_natively_shareable(value)
+
 def test_is_shareable_signature_and_odd_objects():
     check(lambda: xinterp.is_shareable(), TypeError, 'takes exactly one argument')
     check(lambda: xinterp.is_shareable(1, 2), TypeError, 'takes exactly one argument')
     assert xinterp.is_shareable(NAN) and xinterp.is_shareable(INF)
     assert not xinterp.is_shareable(decimal.Decimal(1))
-    assert not xinterp.is_shareable((1, [2]))
+    # As CPython 3.14: a tuple is shareable by its type, whatever it holds; sending one that
+    # holds a list where nothing falls back is then refused.
+    assert xinterp.is_shareable((1, [2]))
+    check(lambda: xinterp.create_queue().put((1, [2]), syncobj=True), xinterp.NotShareableError,
+          'not shareable')
 
 
 class FailingBuffer:
@@ -84,7 +95,8 @@ DEEP_SLICE = _deep(slice)
 def test_deeply_nested_values_are_not_shareable(interp, q1, chan, send, value):
     # 100000 levels: not natively shareable (at most 200 deep), and pickle refuses them with
     # its RecursionError, reported as NotShareableError.
-    assert not xinterp.is_shareable(value)
+    assert not natively_shareable(value)
+    assert xinterp.is_shareable(value) is (type(value) is tuple)  # 3.14: a tuple by its type
     # prepare_main() pickles nothing (as 3.14): refused as not natively shareable.
     check(lambda: send(interp, q1, chan[1], value), xinterp.NotShareableError,
           'only None' if send is DEEP_SENDS['prepare_main'] else 'recursion')
@@ -100,7 +112,8 @@ def test_deep_tuple_with_syncobj_says_why():
                                               (800, False)])
 def test_moderately_nested_tuples_travel(interp, q1, depth, shareable):
     value = nested_tuple(depth)
-    assert xinterp.is_shareable(value) is shareable
+    assert natively_shareable(value) is shareable
+    assert xinterp.is_shareable(value)  # 3.14: a tuple by its type
     q1.put(value)  # natively, or by pickle beyond 200 levels
     assert q1.get_nowait() == value
     assert interp.call(identity, value) == value
@@ -113,7 +126,7 @@ def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q1):
     dag = ()
     for _ in range(100):
         dag = (dag, dag)
-    assert not xinterp.is_shareable(dag)
+    assert not natively_shareable(dag)
 
     def check_sharing_kept(got):  # (== would walk all 2**100 paths of two distinct copies)
         depth = 0
@@ -130,7 +143,7 @@ def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q1):
     small = ()
     for _ in range(18):  # 2**19 copied values: natively shared, copied
         small = (small, small)
-    assert xinterp.is_shareable(small)
+    assert natively_shareable(small)
     q1.put(small)
     got = q1.get_nowait()
     assert got == small and got[0] is not got[1]
@@ -138,10 +151,10 @@ def test_tuples_sharing_sub_tuples_do_not_blow_up(interp, q1):
 
 def test_wide_tuples_beyond_the_native_limit_go_by_pickle(q1):
     wide = (0,) * (1 << 22)  # 2**22 + 1 values with the tuple itself
-    assert not xinterp.is_shareable(wide)
+    assert not natively_shareable(wide)
     q1.put(wide)
     assert q1.get_nowait() == wide
-    assert xinterp.is_shareable(wide[1:])
+    assert natively_shareable(wide[1:])
 
 
 HUGE_INTS = [10**5000, -(10**5000), 2**100_000, -2**63 - 1, 2**64, 2**63]
@@ -209,7 +222,7 @@ def test_deep_nesting_in_a_subinterpreter_and_its_threads_does_not_crash():
         for n in (10**5, 10**6):
             for make in (tuple, list):
                 v = deep(n, make)
-                assert not xinterp.is_shareable(v)
+                assert not xinterp._xinterp._is_natively_shareable(v)
                 for send in (q.put, lambda v: i.call(len, v), lambda v: i.prepare_main(v=v)):
                     try:
                         send(v)
@@ -223,7 +236,7 @@ def test_deep_nesting_in_a_subinterpreter_and_its_threads_does_not_crash():
             '    v = ()',
             '    for _ in range(10**6):',
             '        v = box(v)',
-            '    assert not xinterp.is_shareable(v)',
+            '    assert not xinterp._xinterp._is_natively_shareable(v)',
             '    try:',
             '        q.put(v)',
             '    except xinterp.NotShareableError as e:',

@@ -193,7 +193,9 @@ PyObject* mod_set_main_attrs(PyObject* module, PyObject* const* args, Py_ssize_t
   Py_RETURN_NONE;
 }
 
-PyObject* mod_is_shareable(PyObject*, PyObject* obj) {
+PyObject* mod_is_shareable(PyObject*, PyObject* obj) { return PyBool_FromLong(is_shareable(obj)); }
+
+PyObject* mod_is_natively_shareable(PyObject*, PyObject* obj) {
   return PyBool_FromLong(is_natively_shareable(obj));
 }
 
@@ -220,12 +222,16 @@ PyMethodDef kMethods[] = {
      "set___main___attrs(id, ns) -> None | excinfo"},
     {"is_shareable", mod_is_shareable, METH_O,
      "is_shareable(obj) -> bool\n\nAs CPython 3.14: True for None, bool, int (any size), "
-     "float, str, bytes, memoryview, xinterp queues, interpreters and channel ends, and tuples "
-     "of them (exact types; False for bytearray and other buffer exporters: see lend()); beyond "
-     "3.14, complex, range, and frozensets and slices of shareable values. Containers nest at "
-     "most 200 deep and hold at most 2**22 values in all, a sub-container referenced n times "
-     "counting n times (a bigger one is False: it is sent by pickle, which keeps shared "
-     "references shared and refuses very deep ones)."},
+     "float, str, bytes, memoryview, xinterp queues, interpreters and channel ends, and any "
+     "tuple (by type, as 3.14: a tuple holding a list is then sent by pickle, or refused where "
+     "nothing falls back); exact types; False for bytearray and other buffer exporters (see "
+     "lend()). Beyond 3.14: complex, range, and frozensets and slices of natively shareable "
+     "values."},
+    {"_is_natively_shareable", mod_is_natively_shareable, METH_O,
+     "_is_natively_shareable(obj) -> bool\n\nWhether obj is sent without any fallback, checked "
+     "all the way down: containers nest at most 200 deep and hold at most 2**22 values in all, "
+     "a sub-container referenced n times counting n times (a bigger one is sent by pickle, "
+     "which keeps shared references shared and refuses very deep ones)."},
     {"_shutdown", mod_shutdown, METH_NOARGS, "close every interpreter xinterp created"},
     {nullptr, nullptr, 0, nullptr},
 };

@@ -489,6 +489,14 @@ R or_memory_error(Fn fn, R failed) {
 
 }  // namespace
 
+bool is_shareable(PyObject* obj) {
+  // CPython 3.14 answers by type alone for the types it knows: any exact tuple is shareable,
+  // whatever it holds (sending one that holds a list then falls back, or raises
+  // NotShareableError where nothing falls back). Followed, so that ported code gets the same
+  // answers. The types beyond 3.14 (frozenset, slice) are answered by their contents.
+  return PyTuple_CheckExact(obj) || is_natively_shareable(obj);
+}
+
 bool is_natively_shareable(PyObject* obj) {
   const int r = or_memory_error(
       [&] {

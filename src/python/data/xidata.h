@@ -1,8 +1,9 @@
 // Cross-interpreter data: a Python value in transit between two interpreters, held as plain C++
 // data so that no object of the sending interpreter is ever touched by the receiving one.
 //
-// Natively shareable (PEP 734 is_shareable(), answering as CPython 3.14's registry for every
-// type 3.14 knows; exact types only, subclasses fall back):
+// Natively shareable (is_natively_shareable(); PEP 734's is_shareable() answers as CPython
+// 3.14's registry for every type 3.14 knows, which takes any tuple by its type; exact types
+// only, subclasses fall back):
 //   - self-contained, copied into interpreter-neutral storage, depending on no interpreter once
 //     encoded: None, bool, int, float, str, bytes, and tuples of these (checked deeply); int of
 //     any size (carried in hex, which sys.set_int_max_str_digits() does not limit); beyond
@@ -167,8 +168,11 @@ Status encode(PyObject* obj, Fallback fallback, XValue* out, const Sender* sende
 // A new reference, or nullptr with a Python exception set. Attached to the receiver, whose
 // classes are `classes` (looked up if null).
 PyObject* decode(const XValue& value, const SharedClasses* classes = nullptr);
-// PEP 734 is_shareable(): natively shareable, no fallback.
+// Whether encode() would take obj natively (no fallback), checked all the way down.
 bool is_natively_shareable(PyObject* obj);
+// PEP 734 is_shareable(), as CPython 3.14 answers it: by type for the types 3.14 knows (any
+// exact tuple is shareable, whatever it holds), otherwise is_natively_shareable().
+bool is_shareable(PyObject* obj);
 
 // Every fallback taken, process-wide (xinterp.runtime_stats()).
 struct FallbackStats {
