@@ -67,6 +67,12 @@ def interp_stats(i):
     return xinterp.stats()[i.id]
 
 
+def released(i):
+    """Every buffer interpreter i lent was given back, and no release is waiting to run in it."""
+    s = interp_stats(i)
+    return s['borrows'] == 0 and s['backlog'] == 0
+
+
 def parked_getters(q):
     """Threads parked in q.get() right now (a waiter re-parks every 100 ms, so the count can
     read 0 for an instant while one still waits: wait until it is >= n, then act)."""

@@ -8,13 +8,8 @@ import mmap
 import pytest
 
 import xinterp
-from conftest import eventually, interp_stats, run_script
+from conftest import eventually, interp_stats, released, run_script
 from shared_helpers import evaluate
-
-
-def released(i):
-    s = interp_stats(i)
-    return s['borrows'] == 0 and s['backlog'] == 0
 
 
 def test_write_on_one_side_is_seen_on_the_other(interp):

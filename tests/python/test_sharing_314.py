@@ -11,13 +11,8 @@ import mmap
 import pytest
 
 import xinterp
-from conftest import eventually, interp_stats
+from conftest import eventually, interp_stats, released
 from shared_helpers import evaluate, identity
-
-
-def released(i):
-    s = interp_stats(i)
-    return s['borrows'] == 0 and s['backlog'] == 0
 
 
 # -- bytearray: an independent copy -----------------------------------------------------------

@@ -601,6 +601,21 @@ using DecodeMemo = std::unordered_map<const void*, PyObject*>;
 
 PyObject* decode_value(const XValue& value, const SharedClasses* classes, DecodeMemo* memo);
 
+// value.items decoded into a new tuple (a tuple's value, or a container's parts).
+PyObject* decode_items(const XValue& value, const SharedClasses* classes, DecodeMemo* memo) {
+  PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
+  if (t == nullptr) return nullptr;
+  for (size_t k = 0; k < value.items.size(); ++k) {
+    PyObject* item = decode_value(value.items[k], classes, memo);
+    if (item == nullptr) {
+      Py_DECREF(t);
+      return nullptr;
+    }
+    PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
+  }
+  return t;
+}
+
 // A payload's object: the memoized one, or make() remembered. Throws nothing (decode_value
 // builds tuples holding new references, which an exception would leak).
 template <class Make>
@@ -640,19 +655,8 @@ PyObject* decode_value(const XValue& value, const SharedClasses* classes, Decode
       };
       return value.shared == nullptr ? make() : decode_shared(value.shared.get(), memo, make);
     }
-    case XValue::Kind::kTuple: {
-      PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
-      if (t == nullptr) return nullptr;
-      for (size_t k = 0; k < value.items.size(); ++k) {
-        PyObject* item = decode_value(value.items[k], classes, memo);
-        if (item == nullptr) {
-          Py_DECREF(t);
-          return nullptr;
-        }
-        PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
-      }
-      return t;
-    }
+    case XValue::Kind::kTuple:
+      return decode_items(value, classes, memo);
     case XValue::Kind::kComplex:
       return PyComplex_FromDoubles(value.f, value.imag);
     case XValue::Kind::kByteArray:
@@ -663,16 +667,8 @@ PyObject* decode_value(const XValue& value, const SharedClasses* classes, Decode
     case XValue::Kind::kRange: {
       const bool bounds = value.kind != XValue::Kind::kFrozenSet;
       if (bounds && value.items.size() != 3) break;  // corrupt
-      PyObject* t = PyTuple_New(static_cast<Py_ssize_t>(value.items.size()));
+      PyObject* t = decode_items(value, classes, memo);
       if (t == nullptr) return nullptr;
-      for (size_t k = 0; k < value.items.size(); ++k) {
-        PyObject* item = decode_value(value.items[k], classes, memo);
-        if (item == nullptr) {
-          Py_DECREF(t);
-          return nullptr;
-        }
-        PyTuple_SET_ITEM(t, static_cast<Py_ssize_t>(k), item);
-      }
       PyObject* obj = nullptr;
       if (value.kind == XValue::Kind::kFrozenSet) {
         obj = PyFrozenSet_New(t);
