@@ -316,7 +316,7 @@ class Interpreter:
         """Call the object in the interpreter with the given arguments and return its result.
 
         As in CPython 3.14: natively shareable values travel as they are; a stateless function
-        (no defaults, closure or cells, reading no globals but builtins) travels as its code
+        (no defaults or closure, reading no globals but builtins) travels as its code
         and runs over the interpreter's __main__; the callable, other arguments and the result
         go through pickle otherwise. Objects of the caller's main script (its functions,
         classes and their instances, in any argument) are found there by running that script

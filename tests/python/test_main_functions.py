@@ -280,3 +280,61 @@ def test_queue_item_of_a_main_class_is_rebuilt_from_the_script(tmp_path):
             interp.close()
         ''')
     assert out == ['Point 6']
+
+
+def test_a_function_whose_nested_functions_use_its_locals_travels_by_code(interp):
+    # As 3.14's stateless check: cell variables (locals that its own nested functions use) are
+    # allowed; only a closure over the enclosing scope is not.
+    def work(n):
+        return sum(map(lambda k: k * n, range(3)))
+
+    before = xinterp.runtime_stats()['fallback_function_code']
+    assert interp.call(lambda n: (lambda: n)(), 4) == 4
+    assert interp.call(work, 2) == 6
+    assert xinterp.runtime_stats()['fallback_function_code'] >= before + 2
+
+
+RACE_SCRIPT = '''
+    import xinterp
+
+    def main_func():
+        return marker
+
+    marker = 1
+    print('script ran', flush=True)
+
+    if __name__ == '__main__':
+        RECEIVER = """if True:
+            import sys, threading
+            sys.setswitchinterval(1e-6)  # switch threads as often as possible
+            real = sys.modules['__main__']
+            got = []
+            ts = [threading.Thread(target=lambda: got.append(q.get()())) for _ in range(4)]
+            for t in ts: t.start()
+            for t in ts: t.join()
+            assert got == [1, 1, 1, 1], got
+            assert sys.modules['__main__'] is real, sys.modules['__main__']
+            import __main__
+            assert __main__ is real
+        """
+        for trial in range(TRIALS):
+            q = xinterp.create_queue()
+            i = xinterp.create()
+            i.prepare_main(q=q)
+            for _ in range(4):
+                q.put(main_func)
+            i.exec(RECEIVER)
+            i.close()
+        print('done', flush=True)
+'''
+
+
+def test_threads_of_one_receiver_run_the_main_script_once_and_keep_its_real_main(tmp_path):
+    # Four threads of a fresh receiver unpickle a function of the sender's main script at once:
+    # the script runs once in that interpreter (one helper namespace, one cache), and every
+    # thread's swap of sys.modules['__main__'] is undone (the real module stays). Without the
+    # fixes, 14 of 20 fresh interpreters ran the script more than once (seen in review).
+    trials = 10
+    out = run_main_script(tmp_path, RACE_SCRIPT.replace('TRIALS', str(trials)))
+    assert out.count('script ran') == 1 + trials, out  # the real run, then once per receiver
+    assert out[-1] == 'done'

@@ -54,21 +54,24 @@ def load(data, main_file):
             raise AttributeError(
                 f'{exc} (and the sender has no main script to run as a fake __main__)') from None
         missing = exc
-    fake = _fake_main(main_file)
-    modules = sys.modules
-    real = modules.get('__main__')
-    modules['__main__'] = fake
-    try:
-        return pickle.loads(data)
-    except AttributeError as exc:
-        raise AttributeError(
-            f"{missing}; nor is it defined by the main script {main_file!r} "
-            f"(run as '<fake __main__>')") from exc
-    finally:
-        if real is None:
-            modules.pop('__main__', None)
-        else:
-            modules['__main__'] = real
+    # The swap of sys.modules['__main__'] is held under the lock: two threads swapping at once
+    # would each restore what they saw, and the later one would leave the fake in place.
+    with _fake_mains_lock:
+        fake = _fake_main_locked(main_file)
+        modules = sys.modules
+        real = modules.get('__main__')
+        modules['__main__'] = fake
+        try:
+            return pickle.loads(data)
+        except AttributeError as exc:
+            raise AttributeError(
+                f"{missing}; nor is it defined by the main script {main_file!r} "
+                f"(run as '<fake __main__>')") from exc
+        finally:
+            if real is None:
+                modules.pop('__main__', None)
+            else:
+                modules['__main__'] = real
 
 
 def make_call_template():
@@ -110,14 +113,15 @@ PyObject* helpers() {
     Py_XDECREF(name);
   }
   PyObject* ran = r == 0 ? PyRun_String(kHelpersSource, Py_file_input, ns, ns) : nullptr;
-  if (ran == nullptr || PyDict_SetItemString(interp_dict, kHelpersKey, ns) < 0) {
-    Py_XDECREF(ran);
-    Py_DECREF(ns);
-    return nullptr;
-  }
-  Py_DECREF(ran);
-  Py_DECREF(ns);  // the interpreter dict keeps it
-  return ns;
+  // Running the source may switch threads: another thread may have stored its namespace
+  // meanwhile. The first one stored wins, so that the interpreter has one cache of fake
+  // __main__ modules (and one lock), and its main script runs once.
+  PyObject* key = ran != nullptr ? PyUnicode_FromString(kHelpersKey) : nullptr;
+  PyObject* kept = key != nullptr ? PyDict_SetDefault(interp_dict, key, ns) : nullptr;  // borrowed
+  Py_XDECREF(key);
+  Py_XDECREF(ran);
+  Py_DECREF(ns);  // the interpreter dict keeps the one it holds
+  return kept;
 }
 
 PyObject* helper(const char* name) {  // a new reference
@@ -157,10 +161,6 @@ int function_is_stateless(PyObject* fn, std::string* why) {
   if ((func->func_closure != nullptr && PyTuple_GET_SIZE(func->func_closure) > 0) ||
       code->co_nfreevars > 0) {
     *why = "it is a closure";
-    return 0;
-  }
-  if (code->co_ncellvars > 0) {
-    *why = "a nested function uses its local variables";
     return 0;
   }
   PyObject* names = cpy::global_names_read(reinterpret_cast<PyObject*>(code));

@@ -5,10 +5,11 @@
 //
 // Functions (encode fallback, after native sharing):
 //   - a *stateless* function (3.14's _PyFunction_VerifyStateless: no defaults, no keyword
-//     defaults, no closure or free variables, no cell variables, and every global name it reads
-//     is a builtin not shadowed in its module) travels as its marshalled code, from any module,
-//     lambdas and nested functions included. The receiver builds it over its own __main__'s
-//     globals, and binds it nowhere. Counted in runtime_stats()['function_code'].
+//     defaults, no closure or free variables (its own nested functions may use its locals),
+//     and every global name it reads is a builtin not shadowed in its module) travels as its
+//     marshalled code, from any module, lambdas and nested functions included. The receiver
+//     builds it over its own __main__'s globals, and binds it nowhere. Counted in
+//     runtime_stats()['function_code'].
 //   - any other function goes by pickle (by reference: module and qualified name), so a lambda,
 //     a nested function or a closure that is not stateless is not shareable.
 //     (Not checked, unlike 3.14: "hidden" locals of comprehensions inlined at module level,
