@@ -189,3 +189,29 @@ def test_exit_with_a_non_daemon_thread_in_an_interpreter_ends():
     ''', timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == 'exiting\nabandoned 1\n', proc.stdout + proc.stderr
+
+
+def test_exit_with_a_threading_atexit_callback_that_never_returns_ends():
+    # concurrent.futures waits for its workers in such a callback: a task that never ends must
+    # not hang the exit (the interpreter is abandoned after the grace period, and counted).
+    proc = run_script('''
+        import atexit
+        atexit.register(lambda: print("abandoned",
+                                      xinterp.runtime_stats()['threads_abandoned_at_exit']))
+        import xinterp
+        x = xinterp.create()
+        x.exec("""if True:
+            import concurrent.futures, threading
+            started = threading.Event()
+            def forever():
+                started.set()
+                threading.Event().wait()
+            ex = concurrent.futures.ThreadPoolExecutor(1)
+            ex.submit(forever)
+            started.wait()
+            """)
+        print("exiting", flush=True)
+    ''', timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # Two threads abandoned: the executor's worker, and the one running the callbacks.
+    assert proc.stdout == 'exiting\nabandoned 2\n', proc.stdout + proc.stderr

@@ -301,3 +301,19 @@ def test_close_with_a_thread_pool_executor_inside_ends_its_workers(interp):
         ''')
     interp.close(timeout=60)
     assert interp not in xinterp.list_all()
+
+
+def test_close_with_a_threading_atexit_callback_that_blocks_honours_its_timeout(interp):
+    # The callbacks run on a thread of their own, waited for up to close()'s timeout like any
+    # non-daemon thread: a blocking one makes close() refuse (naming that thread), not hang.
+    interp.exec('''if True:
+        import threading
+        release = threading.Event()
+        threading._register_atexit(release.wait)
+        ''')
+    with pytest.raises(xinterp.InterpreterError, match='threading atexit callbacks'):
+        interp.close(timeout=0.2)
+    assert interp in xinterp.list_all()
+    interp.exec('release.set()')
+    interp.close(timeout=60)
+    assert interp not in xinterp.list_all()

@@ -448,10 +448,14 @@ std::vector<std::string> PythonEngine::wait_for_threads(
     // threads are not waited for by Py_EndInterpreter. As CPython's threading._shutdown() (run
     // by Py_EndInterpreter) does, the callbacks of threading._register_atexit run first, once,
     // newest first: they are how a thread is told to end (concurrent.futures' workers among
-    // them). An exception in one is printed and the others still run. If the close is then
-    // refused (a thread still runs), they have run: threading is shutting down in that
-    // interpreter, so registering another one raises RuntimeError there, as after CPython's.
-    char code[1024];
+    // them). They run on a thread of their own ('threading atexit callbacks', non-daemon, as
+    // daemon threads are not allowed in isolated interpreters), which is waited for with the
+    // others, so that a callback that blocks (an executor's task that never ends) delays the
+    // close only up to its deadline. An exception in one is printed and the others still run.
+    // If the close is then refused (a thread still runs), they have run: threading is shutting
+    // down in that interpreter, so registering another one raises RuntimeError there, as after
+    // CPython's.
+    char code[2048];
     std::snprintf(code, sizeof code,
                   "import sys, time\n"
                   "t = sys.modules.get('threading')\n"
@@ -460,14 +464,22 @@ std::vector<std::string> PythonEngine::wait_for_threads(
                   "    cbs = getattr(t, '_threading_atexits', None)\n"
                   "    if cbs:\n"
                   "        t._SHUTTING_DOWN = True\n"
-                  "        while cbs:\n"
-                  "            try:\n"
-                  "                cbs.pop()()\n"
-                  "            except BaseException:\n"
-                  "                import traceback\n"
-                  "                print('Exception ignored in a threading atexit callback:',\n"
-                  "                      file=sys.stderr)\n"
-                  "                traceback.print_exc()\n"
+                  "        run = cbs[::-1]\n"
+                  "        cbs.clear()\n"
+                  "        def run_threading_atexits():\n"
+                  "            for f in run:\n"
+                  "                try:\n"
+                  "                    f()\n"
+                  "                except BaseException:\n"
+                  "                    import traceback\n"
+                  "                    print('Exception ignored in a threading atexit callback:',\n"
+                  "                          file=sys.stderr)\n"
+                  "                    traceback.print_exc()\n"
+                  "        try:\n"
+                  "            t.Thread(target=run_threading_atexits,\n"
+                  "                     name='threading atexit callbacks').start()\n"
+                  "        except RuntimeError:\n"
+                  "            run_threading_atexits()  # no thread can start: here, unbounded\n"
                   "    ts = [x for x in t.enumerate()\n"
                   "          if not x.daemon and not isinstance(x, t._MainThread)]\n"
                   "    end = time.monotonic() + %f\n"
