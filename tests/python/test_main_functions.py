@@ -338,3 +338,33 @@ def test_threads_of_one_receiver_run_the_main_script_once_and_keep_its_real_main
     out = run_main_script(tmp_path, RACE_SCRIPT.replace('TRIALS', str(trials)))
     assert out.count('script ran') == 1 + trials, out  # the real run, then once per receiver
     assert out[-1] == 'done'
+
+
+def test_fake_main_loads_and_script_runs_are_counted(tmp_path):
+    out = run_main_script(tmp_path, '''
+        import xinterp
+
+        def scaled(x):
+            return x * factor
+
+        factor = 10
+
+        if __name__ == '__main__':
+            before = xinterp.runtime_stats()
+            interps = [xinterp.create(), xinterp.create()]
+            results = [i.call(scaled, k) for i in interps for k in (1, 2)]
+            after = xinterp.runtime_stats()
+            print(results)
+            # Two interpreters, two values each: the script ran once in each, every value was
+            # rebuilt against the fake __main__.
+            print(after['fallback_main_script_runs'] - before['fallback_main_script_runs'],
+                  after['fallback_fake_main_loads'] - before['fallback_fake_main_loads'])
+            # A stateless function travels by code: neither counter moves.
+            interps[0].call(lambda x: x + 1, 1)
+            final = xinterp.runtime_stats()
+            print(final['fallback_main_script_runs'] - after['fallback_main_script_runs'],
+                  final['fallback_fake_main_loads'] - after['fallback_fake_main_loads'])
+            for i in interps:
+                i.close()
+        ''')
+    assert out == ['[10, 20, 10, 20]', '2 4', '0 0']

@@ -5,6 +5,7 @@
 #include <initializer_list>
 
 #include "bindings/module_state.h"
+#include "data/main_module_transport.h"
 #include "data/xidata.h"
 #include "engine/python_engine.h"
 #include "objects/channel.h"
@@ -84,6 +85,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
   PythonEngine& engine = PythonEngine::get();
   const RegistryStats reg = engine.runtime().registry_stats();
   const FallbackStats fb = fallback_stats();
+  const MainTransportStats mt = main_transport_stats();
   const QueueCounts queues = QueueRegistry::get().counts();
   return new_dict([&](PyObject* out) {
     PyObject* closed = new_dict([&](PyObject* d) { return add_owner_stats(d, reg.retired); });
@@ -111,6 +113,8 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"fallback_function_code", fb.function_code},
                               {"fallback_buffer_copied", fb.buffer_copied},
                               {"fallback_bytearray_copied", fb.bytearray_copied},
+                              {"fallback_fake_main_loads", mt.fake_main_loads},
+                              {"fallback_main_script_runs", mt.main_script_runs},
                               {"bytes_copied_out_at_sender_close", fb.bytes_copied_out}});
   });
 }

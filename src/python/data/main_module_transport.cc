@@ -2,6 +2,7 @@
 
 #include <marshal.h>
 
+#include <atomic>
 #include <string>
 
 #include "cpython/cpython_private.h"
@@ -9,6 +10,8 @@
 
 namespace xinterp::python {
 namespace {
+
+std::atomic<uint64_t> g_fake_main_loads{0}, g_main_script_runs{0};
 
 // The helpers that are simpler in Python, compiled once per interpreter into a namespace kept in
 // its PyInterpreterState dict (so they and their caches end with the interpreter).
@@ -22,31 +25,31 @@ _fake_mains_lock = threading.RLock()  # one run even when threads ask at once
 
 
 def _fake_main(path):
-    with _fake_mains_lock:
-        return _fake_main_locked(path)
-
-
-def _fake_main_locked(path):
+    """The fake __main__ run from path (cached), and whether the script ran now. Called with
+    _fake_mains_lock held."""
     mod = fake_mains.get(path)
-    if mod is None:
-        import runpy
-        import types
-        try:
-            ns = runpy.run_path(path, run_name='<fake __main__>')
-        except BaseException as exc:
-            raise RuntimeError(
-                f"running the main script {path!r} as '<fake __main__>' failed: "
-                f"{type(exc).__name__}: {exc}") from exc
-        mod = types.ModuleType('__main__')
-        mod.__dict__.update(ns)
-        fake_mains[path] = mod
-    return mod
+    if mod is not None:
+        return mod, False
+    import runpy
+    import types
+    try:
+        ns = runpy.run_path(path, run_name='<fake __main__>')
+    except BaseException as exc:
+        raise RuntimeError(
+            f"running the main script {path!r} as '<fake __main__>' failed: "
+            f"{type(exc).__name__}: {exc}") from exc
+    mod = types.ModuleType('__main__')
+    mod.__dict__.update(ns)
+    fake_mains[path] = mod
+    return mod, True
 
 
 def load(data, main_file):
+    """(the object, how): how is 0 if it loaded against this interpreter's own __main__, 1 if
+    against the fake __main__, 2 if the main script had to run for it (counted by the caller)."""
     import pickle
     try:
-        return pickle.loads(data)
+        return pickle.loads(data), 0
     except AttributeError as exc:
         if "'__main__'" not in str(exc):
             raise
@@ -57,12 +60,12 @@ def load(data, main_file):
     # The swap of sys.modules['__main__'] is held under the lock: two threads swapping at once
     # would each restore what they saw, and the later one would leave the fake in place.
     with _fake_mains_lock:
-        fake = _fake_main_locked(main_file)
+        fake, ran = _fake_main(main_file)
         modules = sys.modules
         real = modules.get('__main__')
         modules['__main__'] = fake
         try:
-            return pickle.loads(data)
+            return pickle.loads(data), 2 if ran else 1
         except AttributeError as exc:
             raise AttributeError(
                 f"{missing}; nor is it defined by the main script {main_file!r} "
@@ -230,13 +233,30 @@ PyObject* unpickle(const std::string& data, const std::string& main_file) {
           ? Py_NewRef(Py_None)
           : PyUnicode_DecodeUTF8(main_file.data(), static_cast<Py_ssize_t>(main_file.size()),
                                  "surrogatepass");
-  PyObject* obj = bytes != nullptr && path != nullptr
-                      ? PyObject_CallFunctionObjArgs(load, bytes, path, nullptr)
-                      : nullptr;
+  PyObject* pair = bytes != nullptr && path != nullptr
+                       ? PyObject_CallFunctionObjArgs(load, bytes, path, nullptr)
+                       : nullptr;
   Py_XDECREF(bytes);
   Py_XDECREF(path);
   Py_DECREF(load);
+  if (pair == nullptr) return nullptr;
+  PyObject* obj = nullptr;
+  long how = 0;
+  if (PyTuple_Check(pair) && PyTuple_GET_SIZE(pair) == 2) {
+    how = PyLong_AsLong(PyTuple_GET_ITEM(pair, 1));
+    if (how >= 0) obj = Py_NewRef(PyTuple_GET_ITEM(pair, 0));
+  } else {
+    PyErr_SetString(PyExc_SystemError, "xinterp: load() returned no (object, how) pair");
+  }
+  Py_DECREF(pair);
+  if (how >= 1) g_fake_main_loads.fetch_add(1, std::memory_order_relaxed);
+  if (how == 2) g_main_script_runs.fetch_add(1, std::memory_order_relaxed);
   return obj;
+}
+
+MainTransportStats main_transport_stats() noexcept {
+  return {g_fake_main_loads.load(std::memory_order_relaxed),
+          g_main_script_runs.load(std::memory_order_relaxed)};
 }
 
 PyObject* call_from_main_frame(PyObject* fn, PyObject* args, PyObject* kwargs) {

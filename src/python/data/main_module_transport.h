@@ -21,7 +21,8 @@
 // if that lacks the name, it runs the sender's main script once, as a hidden module named
 // '<fake __main__>' (so an `if __name__ == "__main__":` block does not run), and unpickles again
 // with that module standing in for __main__ during the load. Functions found there keep that
-// module's globals; the receiver's real __main__ is left untouched.
+// module's globals; the receiver's real __main__ is left untouched. Both fallbacks are counted
+// (main_transport_stats(): values loaded against a fake __main__, scripts run).
 //   - Cached per receiving interpreter and script path: the script runs once per interpreter, on
 //     the first value that needs it, not per call (threads asking at once wait for that run). Its
 //     top-level side effects (prints, files written, threads started) happen then, in the receiver,
@@ -54,6 +55,7 @@
 
 #include <Python.h>
 
+#include <cstdint>
 #include <string>
 
 #include "engine/status.h"
@@ -75,6 +77,13 @@ std::string current_main_file();
 // `main_file` (see above) when the first load misses a name of __main__. nullptr with an
 // exception set on failure.
 PyObject* unpickle(const std::string& data, const std::string& main_file);
+
+// Fallbacks of unpickle(), process-wide (xinterp.runtime_stats()).
+struct MainTransportStats {
+  uint64_t fake_main_loads = 0;   // values rebuilt against a fake __main__
+  uint64_t main_script_runs = 0;  // main scripts run as '<fake __main__>' (once per interpreter)
+};
+MainTransportStats main_transport_stats() noexcept;
 
 // fn(*args, **kwargs) from a frame of the current interpreter's __main__ (see above).
 // kwargs may be nullptr. A new reference, or nullptr with the callable's exception set.
