@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs what xinterp's build and tests need: compilers and C++ test libraries from Debian
-# (apt, needs root), CMake and ninja from PyPI into .venv-tools/. Safe to run again.
+# Installs what xinterp's build, tests and benchmarks need: compilers, C++ test libraries and
+# wrk from Debian (apt, needs root), CMake and ninja from PyPI into .venv-tools/. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +10,8 @@ command -v clang-format >/dev/null || need_apt+=(clang-format)
 [ -f /usr/src/googletest/CMakeLists.txt ] || need_apt+=(libgtest-dev)
 [ -f /usr/include/benchmark/benchmark.h ] || need_apt+=(libbenchmark-dev)
 command -v g++ >/dev/null || need_apt+=(g++)
+# The HTTP load generator of python -m xinterp.bench.server (examples/http_server.py).
+command -v wrk >/dev/null || need_apt+=(wrk)
 SUDO=""
 [ "$(id -u)" = 0 ] || SUDO=sudo
 APT_UPDATED=0
