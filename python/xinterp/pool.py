@@ -110,6 +110,32 @@ def _default_max_workers():
     return min(32, (n or 1) + 4)
 
 
+# Every InterpreterPoolExecutor not yet collected. At exit, before concurrent.futures joins the
+# workers of every executor (threading's atexit callbacks run last registered first, and
+# concurrent.futures.thread registered its own when this module imported it), each of them is
+# shut down as by shutdown(cancel_futures=True): its running tasks are interrupted, not waited
+# for, and the tasks not started are cancelled.
+# The workers' contexts are kept apart from their executors: a worker outlives an executor
+# dropped without shutdown() until its task ends, and that task is interrupted too.
+_live_executors = _weakref.WeakSet()
+_live_workers = _weakref.WeakSet()
+
+
+def _interrupt_executors_at_exit():
+    for executor in list(_live_executors):
+        executor._stop_at_exit()
+    for ctx in list(_live_workers):
+        future = ctx.current
+        if future is not None:
+            future.cancel()
+
+
+try:
+    _threading._register_atexit(_interrupt_executors_at_exit)
+except RuntimeError:  # imported while the interpreter shuts down: nothing left to interrupt
+    pass
+
+
 class BrokenInterpreterPool(_thread.BrokenThreadPool):
     """Raised when a worker of an InterpreterPoolExecutor failed initializing."""
 
@@ -123,14 +149,87 @@ def _resolve_task(fn, args, kwargs):
     return (fn, args, kwargs)
 
 
+def _cancelled_error():
+    # Imported only when a running task is cancelled: asyncio is heavy, and the executor
+    # needs it for nothing else.
+    import asyncio
+    return asyncio.CancelledError
+
+
+def _is_cancellation(exc):
+    """exc is how a task interrupted with asyncio.CancelledError ends: that exception sent back
+    as itself, or (interrupted outside the task's own code) the ExecutionFailed naming it."""
+    if isinstance(exc, ExecutionFailed):
+        t = exc.excinfo.type
+        return (getattr(t, '__module__', None), getattr(t, '__qualname__', None)) == \
+            ('asyncio.exceptions', 'CancelledError')
+    return isinstance(exc, _cancelled_error())
+
+
+class _TaskFuture(_futures.Future):
+    """The future of an InterpreterPoolExecutor task: cancel() also interrupts the task while
+    it runs (see InterpreterPoolExecutor)."""
+
+    def __init__(self):
+        super().__init__()
+        self._worker = None  # the _WorkerContext running its call, while it runs
+        self._interrupted = False  # an interrupt was posted to its call
+
+    def cancel(self):
+        """Cancels the task if it has not started (True, as any Future). If it is running, it is
+        interrupted: asyncio.CancelledError is raised in it at its next bytecode boundary, and
+        if that ends it the future ends cancelled; this returns False, as for any running task
+        (the future is not cancelled yet when it returns). False once done, True once
+        cancelled."""
+        if super().cancel():
+            return True
+        worker = self._worker
+        if worker is not None:
+            worker.interrupt(self)
+        return False
+
+    def _cancel_running(self):
+        """RUNNING -> cancelled, the task having ended by its interrupt: as cancel() of a pending
+        future followed by set_running_or_notify_cancel(), waiters and callbacks told."""
+        with self._condition:
+            if self._state != _futures._base.RUNNING:
+                return
+            self._state = _futures._base.CANCELLED_AND_NOTIFIED
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()
+
+
 class _WorkerContext:
-    """One worker's interpreter (from the warm pool) and the queue its task exceptions come
-    back on."""
+    """One worker's interpreter (from the warm pool), the queue its task exceptions come back
+    on, and the future whose call it is running (under `lock`, so that an interrupt reaches
+    that task's call and never the next one)."""
 
     def __init__(self, initdata):
         self.initdata = initdata
         self.interp = None
         self.results = None
+        self.lock = _threading.Lock()
+        self.current = None
+
+    def interrupt(self, future):
+        """Interrupts the call of future's task if this worker is running it."""
+        exc = _cancelled_error()
+        while True:
+            with self.lock:
+                if self.current is not future or future._interrupted:
+                    return
+                try:
+                    posted = self.interp.interrupt(exc)
+                except InterpreterError:  # closed under us: nothing runs there any more
+                    return
+                if posted:
+                    future._interrupted = True
+                    return
+            # The call is about to start (or has just ended) but is not running right now:
+            # an interrupt would not be posted. Let the worker thread get on, look again.
+            _time.sleep(0.0001)
 
     def initialize(self):
         self.interp = acquire()
@@ -218,15 +317,29 @@ class _WorkItem:
         self.future, self.task = future, task
 
     def run(self, ctx):
-        if not self.future.set_running_or_notify_cancel():
+        future = self.future
+        # The worker is named before the future is RUNNING, so that a cancel() that finds it
+        # running finds whom to interrupt; it is unnamed as soon as the call returned.
+        with ctx.lock:
+            ctx.current, future._worker = future, ctx
+        if not future.set_running_or_notify_cancel():
+            with ctx.lock:
+                ctx.current = future._worker = None
             return
         try:
-            result = ctx.run(self.task)
+            try:
+                result = ctx.run(self.task)
+            finally:
+                with ctx.lock:
+                    ctx.current = future._worker = None
         except BaseException as exc:
-            self.future.set_exception(exc)
-            self = None  # noqa: F841 - breaks the cycle through the exception's traceback
+            if future._interrupted and _is_cancellation(exc):
+                future._cancel_running()
+            else:
+                future.set_exception(exc)
+            self = future = None  # noqa: F841 - breaks the cycle through the traceback
         else:
-            self.future.set_result(result)
+            future.set_result(result)
 
 
 class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
@@ -258,6 +371,35 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
     Where xinterp differs: worker interpreters come from the warm pool (``acquire()``) and go
     back to it when their worker ends (3.14 creates and closes one per worker), so modules a
     task or initializer imported stay imported; ``max_workers`` must be an int (TypeError).
+
+    Beyond 3.14 (and ThreadPoolExecutor), running tasks can be stopped, with
+    ``Interpreter.interrupt(asyncio.CancelledError)`` on the worker's interpreter:
+
+    - ``Future.cancel()`` of a running task interrupts it: ``asyncio.CancelledError`` (a
+      BaseException, so ``except Exception`` in the task does not swallow it) is raised in the
+      task at its next bytecode boundary (a blocking C call such as ``time.sleep`` first
+      returns). cancel() still returns False for a running task, as every Future does: it is
+      not cancelled yet when cancel() returns. If the interrupt ends the task, its future then
+      ends *cancelled* (``cancelled()`` is True, ``result()`` raises
+      ``concurrent.futures.CancelledError``, waiters and done-callbacks are told); if the task
+      catches it and returns or raises something else, or ends before the interrupt reaches
+      it, the future gets that result or exception. Pending tasks are cancelled as usual (True).
+    - So ``loop.run_in_executor(executor, fn)`` awaited in a task that is cancelled (or times
+      out in ``asyncio.timeout``/``wait_for``) interrupts fn: asyncio cancels the executor's
+      future, which interrupts the call. The awaiting coroutine sees CancelledError at once
+      (asyncio does not wait for the executor's future); the worker is free again once fn
+      stopped. ``map()`` closed early or timing out cancels, hence interrupts, its running
+      tasks too.
+    - ``shutdown(cancel_futures=True)`` cancels the pending tasks and interrupts the running
+      ones, so that with ``wait=True`` it returns once they stopped, not once they finished.
+    - At interpreter exit, every executor still alive is stopped as by
+      ``shutdown(cancel_futures=True)`` before concurrent.futures joins its workers: running
+      tasks are interrupted instead of waited for (quietly: their futures end cancelled), and
+      pending tasks are cancelled (ThreadPoolExecutor would run them all first).
+    - The worker's interpreter stays usable: the worker runs its next task there as usual
+      and gives it back to the warm pool when it ends; an interrupt never reaches a later task
+      (it targets the call of that one future, under the worker's lock, and xinterp drops an
+      interrupt that the call ended before receiving).
     """
 
     BROKEN = BrokenInterpreterPool  # as 3.14's class attribute
@@ -277,11 +419,13 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
         self._work_queue = _queue.SimpleQueue()
         self._idle_semaphore = _threading.Semaphore(0)
         self._threads = set()
+        self._contexts = []  # the workers' _WorkerContext, one per thread
         self._broken = False
         self._shutdown = False
         self._shutdown_lock = _threading.Lock()
         self._thread_name_prefix = (thread_name_prefix or
                                     f'InterpreterPoolExecutor-{self._counter()}')
+        _live_executors.add(self)
 
     def submit(self, fn, /, *args, **kwargs):
         with self._shutdown_lock, _thread._global_shutdown_lock:
@@ -291,7 +435,7 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
                 raise RuntimeError('cannot schedule new futures after shutdown')
             if _thread._shutdown:
                 raise RuntimeError('cannot schedule new futures after interpreter shutdown')
-            future = _futures.Future()
+            future = _TaskFuture()
             self._work_queue.put(_WorkItem(future, _resolve_task(fn, args, kwargs)))
             self._adjust_thread_count()
             return future
@@ -307,9 +451,11 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
 
         n = len(self._threads)
         if n < self._max_workers:
+            ctx = _WorkerContext(self._initdata)
             t = _threading.Thread(name=f'{self._thread_name_prefix}_{n}', target=_worker,
-                                  args=(_weakref.ref(self, wake_workers),
-                                        _WorkerContext(self._initdata), self._work_queue))
+                                  args=(_weakref.ref(self, wake_workers), ctx, self._work_queue))
+            self._contexts.append(ctx)
+            _live_workers.add(ctx)
             t.start()
             self._threads.add(t)
             _thread._threads_queues[t] = self._work_queue  # joined at interpreter exit
@@ -367,20 +513,42 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
         return result_iterator()
 
     def shutdown(self, wait=True, *, cancel_futures=False):
+        """Clean-up the resources associated with the Executor.
+
+        As Executor.shutdown(): no task can be submitted afterwards; ``wait`` waits for the
+        workers to end. ``cancel_futures=True`` cancels the tasks not started and, beyond
+        ThreadPoolExecutor, interrupts the tasks running (their futures end cancelled, see
+        the class's doc), so that it returns once they stopped instead of once they finished.
+        """
         with self._shutdown_lock:
             self._shutdown = True
             if cancel_futures:
-                while True:
-                    try:
-                        item = self._work_queue.get_nowait()
-                    except _queue.Empty:
-                        break
-                    if item is not None:
-                        item.future.cancel()
+                self._cancel_pending()
             self._work_queue.put(None)  # wakes a worker blocked on the queue
+        if cancel_futures:
+            self._interrupt_running()
         if wait:
             for t in list(self._threads):
                 t.join()
 
-    shutdown.__doc__ = _futures.Executor.shutdown.__doc__
+    def _cancel_pending(self):
+        while True:
+            try:
+                item = self._work_queue.get_nowait()
+            except _queue.Empty:
+                break
+            if item is not None:
+                item.future.cancel()
+
+    def _interrupt_running(self):
+        for ctx in list(self._contexts):
+            future = ctx.current
+            if future is not None:
+                future.cancel()
+
+    def _stop_at_exit(self):
+        with self._shutdown_lock:
+            self._shutdown = True
+            self._cancel_pending()
+            self._work_queue.put(None)
 
