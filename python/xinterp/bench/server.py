@@ -129,6 +129,9 @@ def parse_wrk(out):
 
 
 def run_wrk(wrk, url, seconds, connections):
+    # When wrk stops, the requests it had in flight are still being rendered (up to one per
+    # connection): give the server that moment, so that it does not overlap the next run.
+    time.sleep(1.0)
     out = subprocess.run([wrk, '-t1', f'-c{connections}', f'-d{seconds}s', '--latency',
                           '--timeout', '30s', url + URL_PATH],
                          capture_output=True, text=True, check=True, timeout=seconds + 120).stdout
