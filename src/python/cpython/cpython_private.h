@@ -20,6 +20,12 @@ PyThreadState* current_tstate() noexcept;
 using PendingFunc = int (*)(void*);
 bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) noexcept;
 
+// The asynchronous exception (PyThreadState_SetAsyncExc) handed to `ts` and not raised yet:
+// has_async_exc() looks, take_async_exc() withdraws it and says whether there was one.
+// Requires: the GIL of ts's interpreter (ts is then the caller's own thread state).
+bool has_async_exc(PyThreadState* ts) noexcept;
+bool take_async_exc(PyThreadState* ts) noexcept;
+
 // Whether the runtime (the main interpreter) is finalizing.
 bool runtime_finalizing() noexcept;
 

@@ -15,6 +15,8 @@
 #include "base/fail.h"
 #include "cpython/cpython_private.h"
 #include "engine/fork_generation.h"
+#include "engine/run_interrupt.h"
+#include "engine/sigint_watch.h"
 #include "engine/thread_switch.h"
 #include "engine/thread_visits.h"
 
@@ -689,6 +691,10 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
         ErrorKind::kInterpreter,
         interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
   }
+  // A nested call from a run whose interrupt is pending: that interrupt is raised instead.
+  if (interrupt_pending_here() && take_interrupt_here()) {
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
   {
     internal::MutexLock lock(mu_);
     if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
@@ -699,7 +705,8 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     }
     rec->running.store(true, std::memory_order_release);
   }
-  EnterInterpreter visit;  // the caller's GIL is released from here on
+  SigintWatch sigint(py_id);  // Ctrl-C on the main thread interrupts this run
+  EnterInterpreter visit;     // the caller's GIL is released from here on
   ThreadVisits& visits = ThreadVisits::current();
   const uint64_t thread = visits.key();
   const bool keep_tstate = visit.caller_had_tstate();
@@ -714,6 +721,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   Status status;
   bool entered = true;
+  bool exit_interrupted = false;
   if (kept != nullptr) {
     visit.enter_with(kept);
   } else {
@@ -721,9 +729,12 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   if (entered) {
     delete_ended_tstates(*rec);  // those of threads that ended since the last visit
+    RunScope scope(rec);         // interrupt() reaches this run from here on
     status = fn();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
+    scope.end();
+    exit_interrupted = scope.had_exit_interrupt();
   } else {
     status = Status::error(ErrorKind::kInterpreter, "out of memory entering the interpreter");
   }
@@ -742,6 +753,20 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   notify_state_changed();  // shutdown() may wait for runs to end
   visit.reattach_caller();
+  // Ended by shutdown()'s interrupt: the caller (a daemon thread) gets SystemExit, which
+  // threading ignores, so the exit stays quiet. Counted.
+  if (exit_interrupted && status.kind == ErrorKind::kExecutionFailed) {
+    count_interrupted_at_exit();
+    return Status::error(ErrorKind::kExiting, "xinterp: the process is exiting");
+  }
+  // Back in a run of the caller's interpreter that was interrupted meanwhile (its interrupt
+  // was forwarded to this nested one): the caller's interrupt is raised, not this outcome.
+  if (interrupt_pending_here() && take_interrupt_here()) {
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
+  // Ctrl-C arrived during the run: the main interpreter's signal handler runs now (it raises
+  // KeyboardInterrupt by default) in place of the run's outcome.
+  if (sigint.fired() && PyErr_CheckSignals() < 0) return Status::error(ErrorKind::kPythonSet, "");
   return status;
 }
 
@@ -815,14 +840,12 @@ void PythonEngine::shutdown() {
     if (rec->hk_visits.load(std::memory_order_acquire) > 0) any_running = true;
     if (rec->running.load(std::memory_order_acquire)) {
       any_running = true;
-      const bool queued = cpy::add_pending_call(
-          rec->interp,
-          [](void*) -> int {
-            PyErr_SetString(PyExc_SystemExit, "xinterp: the process is exiting");
-            return -1;
-          },
-          nullptr);
-      if (!queued) exit_interrupts_refused_.fetch_add(1, std::memory_order_relaxed);
+      // The same delivery as interrupt() (run_interrupt.h): its waits wake, its nested calls
+      // are interrupted too, and the call ends with SystemExit in its (daemon) thread.
+      bool posted;
+      if (!post_interrupt(rec, RunInterrupt::Kind::kExit, XValue(), &posted).ok()) {
+        exit_interrupts_refused_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   }
   if (any_running) {
