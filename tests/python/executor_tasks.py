@@ -5,8 +5,8 @@ so nothing heavy here)."""
 def spin_until_interrupted(started, report):
     """Announces itself on `started`, then runs Python bytecode until an exception is raised in
     it; puts 'module.qualname' of that exception on `report` and lets it through."""
-    started.put(1)
-    try:
+    try:  # the interrupt may come as soon as the item is seen, before put() returned here
+        started.put(1)
         while True:
             pass
     except BaseException as exc:
@@ -16,8 +16,8 @@ def spin_until_interrupted(started, report):
 
 def spin_then_swallow(started):
     """As spin_until_interrupted, but catches the interrupt and returns normally."""
-    started.put(1)
     try:
+        started.put(1)
         while True:
             pass
     except BaseException as exc:
