@@ -115,3 +115,17 @@ def test_bad_request_line_is_a_400_and_closes(server):
     assert data.startswith(b'HTTP/1.1 400 Bad Request\r\n'), data
     rc, _, err = stop(proc)
     assert (rc, err) == (0, '')
+
+
+def test_stops_cleanly_with_requests_in_flight(server):
+    # Requests sent and not yet answered when SIGTERM comes: the renders still running are
+    # interrupted (interp), abandoned (process) or finished (thread); the exit stays clean.
+    proc, port = server
+    import socket
+    socks = [socket.create_connection(('127.0.0.1', port), timeout=60) for _ in range(4)]
+    for k, s in enumerate(socks):
+        s.sendall(f'GET /report/{k} HTTP/1.1\r\nHost: x\r\n\r\n'.encode())
+    rc, _, err = stop(proc)
+    assert (rc, err) == (0, '')
+    for s in socks:
+        s.close()
