@@ -119,7 +119,8 @@ struct InterruptStats {
   uint64_t async_handoffs = 0;  // handed to the run's thread by another thread (args lost)
   uint64_t rebuild_failed = 0;  // the target could not rebuild the exception (RuntimeError)
   uint64_t refused = 0;         // CPython's pending-call queue was full
-  uint64_t at_exit = 0;         // exec/calls ended by the exit interrupt (SystemExit in caller)
+  // exec/calls ended by the exit interrupt, or refused as the exit began (SystemExit in caller)
+  uint64_t at_exit = 0;
 };
 InterruptStats interrupt_stats() noexcept;
 void count_interrupted_at_exit() noexcept;
