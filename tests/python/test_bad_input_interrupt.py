@@ -67,13 +67,14 @@ try:
 except ImportError:
     import _xxsubinterpreters as cpython_interps
 import xinterp
-fid = cpython_interps.create()
-cpython_interps.run_string(fid, "import xinterp")  # now known to xinterp, not created by it
+handle = cpython_interps.create()  # 3.12: an InterpreterID, which owns it
+fid = int(handle)
+cpython_interps.run_string(handle, "import xinterp")  # now known to xinterp, not created by it
 try:
     xinterp.Interpreter(fid).interrupt()
 except xinterp.InterpreterError as e:
     print("refused:", "not created by xinterp" in str(e))
-cpython_interps.destroy(fid)
+cpython_interps.destroy(handle)
 print("done")
 ''', timeout=60)
     assert 'refused: True' in proc.stdout, proc.stdout + proc.stderr

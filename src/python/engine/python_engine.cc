@@ -765,7 +765,9 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   if (exit_interrupted) count_interrupted_at_exit();
   notify_state_changed();  // shutdown() may wait for runs to end
   visit.reattach_caller();
-  if (exit_interrupted) return Status::error(ErrorKind::kExiting, "xinterp: the process is exiting");
+  if (exit_interrupted) {
+    return Status::error(ErrorKind::kExiting, "xinterp: the process is exiting");
+  }
   // Back in a run of the caller's interpreter that was interrupted meanwhile (its interrupt
   // was forwarded to this nested one): the caller's interrupt is raised, not this outcome.
   if (interrupt_pending_here() && take_interrupt_here()) {

@@ -22,6 +22,9 @@
 // Code blocked inside a C call (time.sleep, lock.acquire, select) sees the exception when that
 // call returns: nothing here can end a system call.
 //
+// Layering: the one engine file that reads a value in transit (data/xidata.h decode(), for an
+// exception given as a class or instance); the engine's run() and shutdown() call into it.
+//
 // Threading: post() needs no GIL and no thread state (the Ctrl-C watcher and shutdown() call
 // it); everything else runs attached to the interpreter named.
 #pragma once
