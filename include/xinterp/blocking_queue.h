@@ -102,8 +102,9 @@ class BlockingQueue {
         spin_until([&] { return size() < maxsize_; });
       }
       std::unique_lock<std::mutex> lock(tail_mu_);
-      QueueStatus s = wait(lock, not_full_, put_waiters_, timeout, QueueStatus::kFull,
-                           [&] { return size() < maxsize_; }, cancel);
+      QueueStatus s = wait(
+          lock, not_full_, put_waiters_, timeout, QueueStatus::kFull,
+          [&] { return size() < maxsize_; }, cancel);
       if (s != QueueStatus::kOk) return s;
       append(std::move(item));
     } else {
@@ -128,9 +129,9 @@ class BlockingQueue {
     Node* old;
     {
       std::unique_lock<std::mutex> lock(head_mu_);
-      QueueStatus s = wait(lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
-                           [&] { return head_->next.load(std::memory_order_acquire) != nullptr; },
-                           cancel);
+      QueueStatus s = wait(
+          lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
+          [&] { return head_->next.load(std::memory_order_acquire) != nullptr; }, cancel);
       if (s != QueueStatus::kOk) return s;
       Node* next = head_->next.load(std::memory_order_acquire);
       *out = std::move(next->value);
@@ -239,8 +240,8 @@ class BlockingQueue {
   // (kTimeout).
   template <class Ready>
   QueueStatus wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
-                   std::atomic<int>& waiters, Timeout timeout, QueueStatus would_block,
-                   Ready ready, Cancel cancel) {
+                   std::atomic<int>& waiters, Timeout timeout, QueueStatus would_block, Ready ready,
+                   Cancel cancel) {
     if (closed_.load(std::memory_order_relaxed)) return QueueStatus::kClosed;
     if (ready()) return QueueStatus::kOk;
     if (timeout == std::chrono::nanoseconds::zero()) return would_block;

@@ -11,8 +11,8 @@ def spin(ready):
 
 def spin_and_report(ready):
     """Spins until interrupted; returns the exception's type name and args."""
-    ready.put('running')
     try:
+        ready.put('running')  # in the try: an interrupt may land as soon as it is announced
         while True:
             pass
     except BaseException as e:  # noqa: BLE001 - the point is to see what arrived

@@ -216,9 +216,10 @@ PyObject* mod_interrupt(PyObject* module, PyObject* const* args, Py_ssize_t narg
   auto rec = lookup(module, args[0]);
   if (rec == nullptr) return nullptr;
   if (rec->whence == Whence::kRuntime) {
-    return raise(module, Status::error(ErrorKind::kInterpreter,
-                                       "interrupt(): the main interpreter cannot be interrupted "
-                                       "this way (signal it instead, e.g. _thread.interrupt_main())"));
+    return raise(module,
+                 Status::error(ErrorKind::kInterpreter,
+                               "interrupt(): the main interpreter cannot be interrupted "
+                               "this way (signal it instead, e.g. _thread.interrupt_main())"));
   }
   PyThreadState* ts = cpy::current_tstate();
   if (ts != nullptr && PyThreadState_GetInterpreter(ts) == rec->interp) {
@@ -227,9 +228,10 @@ PyObject* mod_interrupt(PyObject* module, PyObject* const* args, Py_ssize_t narg
                                        "(raise the exception instead)"));
   }
   if (!rec->created_by_xinterp) {
-    return raise(module, Status::error(ErrorKind::kInterpreter,
-                                       "interrupt(): interpreter " + std::to_string(rec->py_id) +
-                                           " was not created by xinterp; it cannot be interrupted"));
+    return raise(module,
+                 Status::error(ErrorKind::kInterpreter,
+                               "interrupt(): interpreter " + std::to_string(rec->py_id) +
+                                   " was not created by xinterp; it cannot be interrupted"));
   }
   // KeyboardInterrupt, the common case, needs no encoding.
   RunInterrupt::Kind kind = RunInterrupt::Kind::kKeyboardInterrupt;

@@ -1,7 +1,7 @@
 // The one place where xinterp binds to CPython's private or version-specific C API. Everything
 // else in src/python uses only these wrappers and the public C API, so a new CPython version
 // means reviewing this file and cpython_interp_list.c (which reads CPython's internal structures)
-// only. Their tests: test_pending_calls.py, test_fork.py and test_exit.py.
+// only. Their tests: test_pending_calls.py, test_fork.py, test_exit.py and test_interrupt.py.
 //
 // Requirements: none of these functions needs the GIL unless stated.
 #pragma once

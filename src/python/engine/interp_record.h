@@ -77,11 +77,14 @@ struct InterpRecord {
   // lock, except that a wait's wake hook (a queue's or channel's own lock) is called under it.
   internal::Mutex run_mu;
   bool in_run XI_GUARDED_BY(run_mu) = false;
-  uint64_t run_seq XI_GUARDED_BY(run_mu) = 0;       // which run: stale interrupts are dropped
+  uint64_t run_seq XI_GUARDED_BY(run_mu) = 0;          // which run: stale interrupts are dropped
   unsigned long run_thread XI_GUARDED_BY(run_mu) = 0;  // its PyThread ident
-  int64_t nested_into XI_GUARDED_BY(run_mu) = -1;  // the interpreter that thread called into
+  int64_t nested_into XI_GUARDED_BY(run_mu) = -1;      // the interpreter that thread called into
   std::shared_ptr<RunInterrupt> interrupt XI_GUARDED_BY(run_mu);  // posted to this run
   bool exit_posted XI_GUARDED_BY(run_mu) = false;  // shutdown()'s interrupt reached this run
+  // Posts queueing their pending call (outside run_mu): the run's end waits for them, so that
+  // the interpreter outlives them.
+  int posters XI_GUARDED_BY(run_mu) = 0;
   // The run thread's xinterp wait in progress (queue, channel): woken by an interrupt.
   void (*wait_wake)(void*) XI_GUARDED_BY(run_mu) = nullptr;
   void* wait_wake_arg XI_GUARDED_BY(run_mu) = nullptr;

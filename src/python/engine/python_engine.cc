@@ -697,7 +697,13 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   {
     internal::MutexLock lock(mu_);
-    if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+    if (shut_down_) {
+      // Decision: a call that a daemon thread starts once the exit began ends as quietly as one
+      // the exit interrupted (SystemExit, which threading ignores). Counted with those.
+      count_interrupted_at_exit();
+      return Status::error(ErrorKind::kExiting,
+                           "xinterp: the process is exiting (xinterp is shut down)");
+    }
     if (rec->inherited) return inherited_error(py_id);
     if (rec->closing) return not_found(py_id);
     if (rec->running.load(std::memory_order_relaxed)) {
@@ -751,12 +757,15 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     visit.detach_delete();
     rec->running.store(false, std::memory_order_release);
   }
+  // Ended by shutdown()'s interrupt (whatever failed: it may land while the call's arguments
+  // are being rebuilt): the caller (a daemon thread) gets SystemExit, which threading ignores,
+  // so the exit stays quiet. Counted before the caller's GIL is re-taken, which a daemon
+  // thread may never get back at exit.
+  exit_interrupted = exit_interrupted && !status.ok();
+  if (exit_interrupted) count_interrupted_at_exit();
   notify_state_changed();  // shutdown() may wait for runs to end
   visit.reattach_caller();
-  // Ended by shutdown()'s interrupt: the caller (a daemon thread) gets SystemExit, which
-  // threading ignores, so the exit stays quiet. Counted.
-  if (exit_interrupted && status.kind == ErrorKind::kExecutionFailed) {
-    count_interrupted_at_exit();
+  if (exit_interrupted) {
     return Status::error(ErrorKind::kExiting, "xinterp: the process is exiting");
   }
   // Back in a run of the caller's interpreter that was interrupted meanwhile (its interrupt
@@ -820,10 +829,9 @@ void PythonEngine::shutdown() {
     }
     release.reattach();
   }
-  // Threads blocked in Queue.get/put or a channel's send/recv wake with an error.
-  for (EngineListener* l : listeners()) l->shutdown();
-  // Interrupt code still running in ours (daemon threads' calls): a pending call raises
-  // SystemExit into it, so the call returns to its thread with ExecutionFailed. Failure policy:
+  // Interrupt code still running in ours (daemon threads' calls): the exit interrupt raises
+  // SystemExit into it (run_interrupt.h: its waits wake, its nested calls are interrupted), and
+  // the call returns SystemExit to its thread, which threading ignores. Failure policy:
   // if CPython's pending-call queue is full the interrupt is not queued (counted in
   // exit_interrupts_refused); such an interpreter gets the same grace period and, still running
   // after it, is stranded like one blocked in C.
@@ -848,6 +856,10 @@ void PythonEngine::shutdown() {
       }
     }
   }
+  // Other threads blocked in Queue.get/put or a channel's send/recv wake with an error. After
+  // the interrupts: a run's exit interrupt is posted by then, so that its call ends quietly
+  // whichever exception ends it.
+  for (EngineListener* l : listeners()) l->shutdown();
   if (any_running) {
     CallerRelease release;  // let the interrupted threads get back to their interpreter
     // Woken as each run ends (run() -> notify_state_changed()).

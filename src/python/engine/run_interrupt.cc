@@ -3,6 +3,7 @@
 #include <pythread.h>
 
 #include <string>
+#include <thread>
 #include <utility>
 
 #include "cpython/cpython_private.h"
@@ -115,7 +116,9 @@ int on_pending(void* arg) {
   return 0;
 }
 
-// Queues the pending call. Requires: rec->run_mu held and rec->in_run (the interpreter stays).
+// Queues the pending call. Requires: rec->posters counted for the caller (the run's end waits,
+// so the interpreter stays), run_mu not held: on 3.13 CPython's queue lock may detach a caller
+// that waits for it, which must then hold none of our locks.
 bool queue_call(const std::shared_ptr<InterpRecord>& rec, std::shared_ptr<RunInterrupt> it) {
   auto* arg = new Posted{std::move(it), rec};
   if (cpy::add_pending_call(rec->interp, &on_pending, arg)) return true;
@@ -124,33 +127,57 @@ bool queue_call(const std::shared_ptr<InterpRecord>& rec, std::shared_ptr<RunInt
   return false;
 }
 
+// Waits (holding nothing of ours) until no post is queueing into rec's interpreter.
+void wait_for_posters(InterpRecord& rec) {
+  for (;;) {
+    {
+      internal::MutexLock lock(rec.run_mu);
+      if (rec.posters == 0) return;
+    }
+    std::this_thread::yield();
+  }
+}
+
 }  // namespace
 
 Status post_interrupt(const std::shared_ptr<InterpRecord>& rec, RunInterrupt::Kind kind,
                       const XValue& exc, bool* posted) {
   *posted = false;
   int64_t nested = -1;
+  std::shared_ptr<RunInterrupt> it;
   {
     internal::MutexLock lock(rec->run_mu);
     if (!rec->in_run) return Status();
     *posted = true;
     if (kind == RunInterrupt::Kind::kExit) rec->exit_posted = true;
     if (rec->interrupt != nullptr && !rec->interrupt->taken) return Status();  // first wins
-    auto it = std::make_shared<RunInterrupt>();
+    it = std::make_shared<RunInterrupt>();
     it->kind = kind;
     if (kind == RunInterrupt::Kind::kValue) it->exc = exc;
     it->py_id = rec->py_id;
     it->run_seq = rec->run_seq;
-    if (!queue_call(rec, it)) {
-      return Status::error(ErrorKind::kInterpreter,
-                           "interpreter " + std::to_string(rec->py_id) +
-                               ": CPython's pending-call queue is full; the interrupt was not "
-                               "posted (try again)");
-    }
-    rec->interrupt = std::move(it);
+    rec->interrupt = it;
     rec->cancel.store(true, std::memory_order_release);
     if (rec->wait_wake != nullptr) rec->wait_wake(rec->wait_wake_arg);
     nested = rec->nested_into;
+    ++rec->posters;
+  }
+  const bool queued = queue_call(rec, it);
+  bool lost = false;
+  {
+    internal::MutexLock lock(rec->run_mu);
+    --rec->posters;
+    if (!queued && rec->interrupt == it && !it->taken) {  // not taken by a woken wait either
+      rec->interrupt.reset();
+      rec->cancel.store(false, std::memory_order_release);
+      lost = true;
+    }
+  }
+  if (lost) {
+    return Status::error(ErrorKind::kInterpreter,
+                         "interpreter " + std::to_string(rec->py_id) +
+                             ": CPython's pending-call queue is full; the interrupt was not "
+                             "posted (try again)");
   }
   g_posted.fetch_add(1, std::memory_order_relaxed);
   if (nested >= 0) {
@@ -220,6 +247,9 @@ RunScope::~RunScope() {
     rec_->interrupt.reset();
     rec_->cancel.store(false, std::memory_order_release);
   }
+  // Posts that found the run going may still be queueing into the interpreter; it must not
+  // close under them (close() waits for `running`, cleared after this).
+  wait_for_posters(*rec_);
   t_scope = outer_;
   if (outer_ != nullptr) {
     internal::MutexLock lock(outer_->rec_->run_mu);
@@ -276,14 +306,22 @@ InterruptibleWait::InterruptibleWait(void (*wake)(void*), void* arg) {
 
 InterruptibleWait::~InterruptibleWait() {
   if (rec_ == nullptr) return;
-  internal::MutexLock lock(rec_->run_mu);
-  rec_->wait_wake = nullptr;
-  rec_->wait_wake_arg = nullptr;
-  // Posted while we waited, and the wait ended with its item instead: a pending call skipped
-  // it for us, so it goes again, to be raised at the next bytecode boundary.
-  if (rec_->in_run && rec_->interrupt != nullptr && !rec_->interrupt->taken) {
-    (void)queue_call(rec_, rec_->interrupt);
+  std::shared_ptr<RunInterrupt> again;
+  {
+    internal::MutexLock lock(rec_->run_mu);
+    rec_->wait_wake = nullptr;
+    rec_->wait_wake_arg = nullptr;
+    // Posted while we waited, and the wait ended with its item instead: a pending call skipped
+    // it for us, so it goes again, to be raised at the next bytecode boundary.
+    if (rec_->in_run && rec_->interrupt != nullptr && !rec_->interrupt->taken) {
+      again = rec_->interrupt;
+      ++rec_->posters;
+    }
   }
+  if (again == nullptr) return;
+  (void)queue_call(rec_, again);  // full: the run's own next wait or nested return takes it
+  internal::MutexLock lock(rec_->run_mu);
+  --rec_->posters;
 }
 
 InterruptStats interrupt_stats() noexcept {

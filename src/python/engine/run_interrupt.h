@@ -22,6 +22,9 @@
 // Code blocked inside a C call (time.sleep, lock.acquire, select) sees the exception when that
 // call returns: nothing here can end a system call.
 //
+// Layering: the one engine file that reads a value in transit (data/xidata.h decode(), for an
+// exception given as a class or instance); the engine's run() and shutdown() call into it.
+//
 // Threading: post() needs no GIL and no thread state (the Ctrl-C watcher and shutdown() call
 // it); everything else runs attached to the interpreter named.
 #pragma once
@@ -119,7 +122,8 @@ struct InterruptStats {
   uint64_t async_handoffs = 0;  // handed to the run's thread by another thread (args lost)
   uint64_t rebuild_failed = 0;  // the target could not rebuild the exception (RuntimeError)
   uint64_t refused = 0;         // CPython's pending-call queue was full
-  uint64_t at_exit = 0;         // exec/calls ended by the exit interrupt (SystemExit in caller)
+  // exec/calls ended by the exit interrupt, or refused as the exit began (SystemExit in caller)
+  uint64_t at_exit = 0;
 };
 InterruptStats interrupt_stats() noexcept;
 void count_interrupted_at_exit() noexcept;
