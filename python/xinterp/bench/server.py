@@ -35,6 +35,7 @@ from .stats import format_table, summary
 BACKENDS = (('interp', 'xinterp'), ('thread', 'ThreadPoolExecutor'),
             ('process', 'ProcessPoolExecutor'))
 URL_PATH = '/report/7'
+QUIET_CPUS = 0.25  # a run is "quiet" when other processes used less CPU than this meanwhile
 WRK_MISSING = ('wrk (the HTTP load generator) is not installed: on Debian/Ubuntu run '
                '`apt-get install -y wrk` (as root), or tools/setup.sh; on macOS `brew install '
                'wrk`')
@@ -128,14 +129,64 @@ def parse_wrk(out):
     return {'rps': rps, 'p50': p50, 'p99': p99, 'requests': requests, 'errors': errors}
 
 
-def run_wrk(wrk, url, seconds, connections):
+def _busy_ticks():
+    """Clock ticks all CPUs spent busy so far (Linux /proc/stat), or None."""
+    try:
+        with open('/proc/stat') as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return sum(v) - v[3] - (v[4] if len(v) > 4 else 0)  # all but idle and iowait
+
+
+def _tree_ticks(root):
+    """Clock ticks used so far by process `root` and its descendants (all their threads)."""
+    procs = {}
+    for d in os.listdir('/proc'):
+        if d.isdigit():
+            try:
+                with open(f'/proc/{d}/stat') as f:
+                    fields = f.read().rsplit(')', 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            procs[int(d)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
+    tree, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, (ppid, _) in procs.items():
+            if ppid in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    return sum(procs[p][1] for p in tree if p in procs)
+
+
+def _children_seconds():
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def run_wrk(wrk, server, seconds, connections):
+    """wrk's figures, plus 'others': the CPUs (on average) that processes other than the
+    server, its workers and wrk used during the run (None where /proc cannot tell)."""
     # When wrk stops, the requests it had in flight are still being rendered (up to one per
     # connection): give the server that moment, so that it does not overlap the next run.
     time.sleep(1.0)
+    busy0, tree0, wrk0, t0 = _busy_ticks(), None, _children_seconds(), time.monotonic()
+    if busy0 is not None:
+        tree0 = _tree_ticks(server.proc.pid)
     out = subprocess.run([wrk, '-t1', f'-c{connections}', f'-d{seconds}s', '--latency',
-                          '--timeout', '30s', url + URL_PATH],
+                          '--timeout', '30s', server.url + URL_PATH],
                          capture_output=True, text=True, check=True, timeout=seconds + 120).stdout
-    return parse_wrk(out)
+    res = parse_wrk(out)
+    res['others'] = None
+    if busy0 is not None:
+        hz = os.sysconf('SC_CLK_TCK')
+        elapsed = time.monotonic() - t0
+        used = (_busy_ticks() - busy0 - (_tree_ticks(server.proc.pid) - tree0)) / hz
+        used -= _children_seconds() - wrk0
+        res['others'] = max(0.0, used / elapsed)
+    return res
 
 
 def handler_ms(script, n=20):
@@ -199,16 +250,18 @@ def run(args):
         if len(set(pages.values())) != 1:
             raise RuntimeError('the backends answered different pages')
         for backend, _ in BACKENDS:  # warm-up: connections, caches, the workers' first pages
-            run_wrk(wrk, servers[backend].url, 1, args.connections)
+            run_wrk(wrk, servers[backend], 1, args.connections)
         samples = {backend: [] for backend, _ in BACKENDS}
         for k in range(runs):
             order = BACKENDS[k % len(BACKENDS):] + BACKENDS[:k % len(BACKENDS)]
             for backend, name in order:
-                res = run_wrk(wrk, servers[backend].url, seconds, args.connections)
+                res = run_wrk(wrk, servers[backend], seconds, args.connections)
                 samples[backend].append(res)
                 progress(f'  run {k + 1}/{runs} {name}: {res["rps"]:.1f} req/s, '
                          f'p50 {res["p50"]:.1f} ms, p99 {res["p99"]:.1f} ms'
-                         + (f', {res["errors"]} errors' if res['errors'] else ''))
+                         + (f', {res["errors"]} errors' if res['errors'] else '')
+                         + ('' if res['others'] is None else
+                            f' (other processes used {res["others"]:.2f} CPUs)'))
     finally:
         exits = {backend: s.stop() for backend, s in servers.items()}
     load_after = os.getloadavg()
@@ -220,6 +273,24 @@ def run(args):
             results.append({'case': case, 'impl': name, 'unit': unit, 'higher_is_better': high,
                             'samples': [s[key] for s in samples[backend]]})
     notes = goals(results)
+    others = [s['others'] for b, _ in BACKENDS for s in samples[b] if s['others'] is not None]
+    if others:
+        notes.append(f'CPU used by processes other than the server and wrk during the runs '
+                     f'(of {os.cpu_count()}): median {summary(others)[0]:.2f}, max '
+                     f'{max(others):.2f}')
+        quiet = {b: [s for s in samples[b] if s['others'] is not None
+                     and s['others'] < QUIET_CPUS] for b, _ in BACKENDS}
+        if all(quiet.values()):
+            notes.append(f'runs where other processes used < {QUIET_CPUS} CPU: '
+                         + ', '.join(f'{len(quiet[b])} {n}' for b, n in BACKENDS)
+                         + '; their medians:')
+            notes += ['  ' + line for line in goals(
+                [{'case': case, 'impl': n, 'samples': [s[key] for s in quiet[b]]}
+                 for case, key in (('requests/s', 'rps'), ('latency p99', 'p99'))
+                 for b, n in BACKENDS])]
+        else:
+            notes.append(f'not every backend had a run with other processes under '
+                         f'{QUIET_CPUS} CPU: no quiet-run comparison')
     errors = {name: sum(s['errors'] for s in samples[b]) for b, name in BACKENDS}
     notes.append('wrk errors (non-2xx and socket errors) over all runs: '
                  + ', '.join(f'{n} {e}' for n, e in errors.items()))
