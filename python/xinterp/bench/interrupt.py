@@ -33,8 +33,18 @@ def _pct(values, q):
     return values[min(len(values) - 1, int(q * len(values)))]
 
 
-def xinterp_latencies(interp, fn, n, *args):
-    """n interrupts of interp.call(fn, ready, *args); returns latencies in seconds."""
+def _blocked_in_kernel(native_id):
+    """The thread sleeps in a system call (Linux: state S in /proc), not running code."""
+    try:
+        with open(f'/proc/self/task/{native_id}/stat') as f:
+            return f.read().rsplit(')', 1)[1].split()[0] == 'S'
+    except OSError:  # not Linux: cannot tell; interrupt at once
+        return True
+
+
+def xinterp_latencies(interp, fn, n, *args, in_c_call=False):
+    """n interrupts of interp.call(fn, ready, *args); returns latencies in seconds.
+    in_c_call: interrupt only once the calling thread is blocked in the kernel (the sleep)."""
     ready = xinterp.create_queue()
     out = []
     while len(out) < n:
@@ -48,6 +58,8 @@ def xinterp_latencies(interp, fn, n, *args):
         t = threading.Thread(target=run)
         t.start()
         ready.get()
+        while in_c_call and not _blocked_in_kernel(t.native_id):
+            pass
         t0 = time.perf_counter()
         interp.interrupt()
         t.join()
@@ -96,7 +108,8 @@ def run(runs=10, quick=False):
             per[name][0].append(_pct(lat, 0.5))
             per[name][1].append(_pct(lat, 0.99))
             sleep_lat.append(statistics.median(
-                xinterp_latencies(interp, helpers.sleep_until_interrupted, sleeps, 0.05)))
+                xinterp_latencies(interp, helpers.sleep_until_interrupted, sleeps, 0.05,
+                                  in_c_call=True)))
     finally:
         interp.close()
     for impl, (p50, p99) in per.items():

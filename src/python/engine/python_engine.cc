@@ -9,6 +9,7 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -711,6 +712,14 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     }
     rec->running.store(true, std::memory_order_release);
   }
+  // interrupt() reaches this run from here on (as soon as it is marked running, so that an
+  // interrupt or the exit never finds it idle while it starts).
+  std::optional<RunScope> scope(std::in_place, rec);
+  if (shutting_down_.load(std::memory_order_acquire)) {
+    // shutdown() began after our check above: its exit interrupt may have missed this run.
+    bool posted;
+    (void)post_interrupt(rec, RunInterrupt::Kind::kExit, XValue(), &posted);
+  }
   SigintWatch sigint(py_id);  // Ctrl-C on the main thread interrupts this run
   EnterInterpreter visit;     // the caller's GIL is released from here on
   ThreadVisits& visits = ThreadVisits::current();
@@ -735,15 +744,15 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   if (entered) {
     delete_ended_tstates(*rec);  // those of threads that ended since the last visit
-    RunScope scope(rec);         // interrupt() reaches this run from here on
     status = fn();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
-    scope.end();
-    exit_interrupted = scope.had_exit_interrupt();
+    scope->end();
+    exit_interrupted = scope->had_exit_interrupt();
   } else {
     status = Status::error(ErrorKind::kInterpreter, "out of memory entering the interpreter");
   }
+  scope.reset();  // waits for posts still queueing into the interpreter
   // `running` is cleared only once our thread state is back in visit_tstates (or deleted), so
   // a closer never misses it; and before the caller's GIL is re-taken, since a daemon thread may
   // end inside that at exit.

@@ -65,8 +65,9 @@ Status post_interrupt(const std::shared_ptr<InterpRecord>& rec, RunInterrupt::Ki
                       const XValue& exc, bool* posted);
 
 // The run the calling thread is doing, for its whole length (PythonEngine::run). Construct it
-// attached to the target, with rec marked running; it links the caller's own run, if any (a
-// nested call), and forwards an interrupt already pending there.
+// as rec is marked running (still attached to the caller, or to nothing), and destroy it before
+// that mark is cleared, attached to the target or to nothing; it links the caller's own run, if
+// any (a nested call), and forwards an interrupt already pending there.
 class RunScope {
  public:
   explicit RunScope(const std::shared_ptr<InterpRecord>& rec);

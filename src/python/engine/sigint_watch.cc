@@ -21,7 +21,9 @@ namespace {
 using Handler = void (*)(int);
 using Action = void (*)(int, siginfo_t*, void*);
 
-std::atomic<int64_t> g_target{-1};  // the interpreter the main thread runs, or -1
+std::atomic<int64_t> g_target{-1};   // the interpreter the main thread runs, or -1
+std::atomic<uint64_t> g_gen{0};      // which watched run (odd while one is under way)
+std::atomic<uint64_t> g_hit_gen{0};  // the run the last signal arrived in
 std::atomic<uint64_t> g_hits{0};
 // The handler ours replaced (CPython's), called after ours. One of the two is set.
 std::atomic<Handler> g_prev_handler{nullptr};
@@ -32,6 +34,7 @@ std::atomic<bool> g_watcher_started{false};
 void on_sigint(int sig, siginfo_t* info, void* ctx) {
   const int saved = errno;
   if (g_target.load(std::memory_order_acquire) >= 0) {
+    g_hit_gen.store(g_gen.load(std::memory_order_acquire), std::memory_order_release);
     g_hits.fetch_add(1, std::memory_order_acq_rel);
     sem_post(&g_wake);
   }
@@ -46,8 +49,13 @@ void on_sigint(int sig, siginfo_t* info, void* ctx) {
 void watcher() {
   for (;;) {
     if (sem_wait(&g_wake) != 0) continue;  // EINTR
+    const uint64_t gen = g_gen.load(std::memory_order_acquire);
     const int64_t id = g_target.load(std::memory_order_acquire);
-    if (id < 0) continue;  // the run ended first
+    // The run the signal arrived in ended first (the next one must not get it), or is ending.
+    if (id < 0 || gen != g_hit_gen.load(std::memory_order_acquire) ||
+        gen != g_gen.load(std::memory_order_acquire)) {
+      continue;
+    }
     if (std::shared_ptr<InterpRecord> rec = PythonEngine::get().find(id)) {
       bool posted;
       (void)post_interrupt(rec, RunInterrupt::Kind::kKeyboardInterrupt, XValue(), &posted);
@@ -115,11 +123,14 @@ SigintWatch::SigintWatch(int64_t py_id) {
   if (!on_main_thread_of_main() || !ensure_installed()) return;
   active_ = true;
   hits_at_start_ = g_hits.load(std::memory_order_acquire);
+  g_gen.fetch_add(1, std::memory_order_acq_rel);  // odd: watching
   g_target.store(py_id, std::memory_order_release);
 }
 
 SigintWatch::~SigintWatch() {
-  if (active_) g_target.store(-1, std::memory_order_release);
+  if (!active_) return;
+  g_target.store(-1, std::memory_order_release);
+  g_gen.fetch_add(1, std::memory_order_acq_rel);  // even: between runs
 }
 
 bool SigintWatch::fired() const noexcept {
