@@ -67,7 +67,8 @@ def response(status, body, content_type='text/plain; charset=utf-8', close=False
 class Server:
     def __init__(self, executor):
         self.executor = executor
-        self.writers = set()
+        self.connections = {}  # each connection's task: its writer
+        self.stopping = False
 
     async def route(self, method, target):
         if target == '/health':
@@ -85,42 +86,51 @@ class Server:
         return 404, b'not found\n', 'text/plain; charset=utf-8'
 
     async def handle(self, reader, writer):
-        self.writers.add(writer)
+        task = asyncio.current_task()
+        self.connections[task] = writer
         try:
-            while True:
-                try:
-                    request = await read_request(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    return  # the client went away
-                except (ValueError, asyncio.LimitOverrunError) as exc:
-                    writer.write(response(400, f'{exc}\n'.encode(), close=True))
-                    return
-                if request is None:
-                    return  # closed between requests
-                method, target, version, headers = request
-                connection = headers.get('connection', '').lower()
-                close = connection == 'close' or (version == 'HTTP/1.0' and
-                                                  connection != 'keep-alive')
-                if method not in ('GET', 'HEAD'):
-                    status, body, ctype = 405, b'GET only\n', 'text/plain; charset=utf-8'
-                else:
-                    try:
-                        status, body, ctype = await self.route(method, target)
-                    except Exception as exc:  # noqa: BLE001 - the handler failed: a 500
-                        status, body = 500, f'{type(exc).__name__}: {exc}\n'.encode()
-                        ctype = 'text/plain; charset=utf-8'
-                data = response(status, body, ctype, close)
-                if method == 'HEAD':
-                    data = data[:len(data) - len(body)]
-                writer.write(data)
-                await writer.drain()
-                if close:
-                    return
-        except ConnectionError:
+            if not self.stopping:  # (a connection accepted just before the stop ends at once)
+                await self.converse(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            # The client went away, or the server is stopping (it cancels every connection's
+            # task). Not raised on: asyncio 3.12.1's stream callback reports a handler task that
+            # ends cancelled as an error.
             pass
         finally:
-            self.writers.discard(writer)
+            del self.connections[task]
             writer.close()
+
+    async def converse(self, reader, writer):
+        """Answers the requests of one connection, in order, until it closes."""
+        while True:
+            try:
+                request = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return  # the client went away
+            except (ValueError, asyncio.LimitOverrunError) as exc:
+                writer.write(response(400, f'{exc}\n'.encode(), close=True))
+                return
+            if request is None:
+                return  # closed between requests
+            method, target, version, headers = request
+            connection = headers.get('connection', '').lower()
+            close = connection == 'close' or (version == 'HTTP/1.0' and
+                                              connection != 'keep-alive')
+            if method not in ('GET', 'HEAD'):
+                status, body, ctype = 405, b'GET only\n', 'text/plain; charset=utf-8'
+            else:
+                try:
+                    status, body, ctype = await self.route(method, target)
+                except Exception as exc:  # noqa: BLE001 - the handler failed: a 500
+                    status, body = 500, f'{type(exc).__name__}: {exc}\n'.encode()
+                    ctype = 'text/plain; charset=utf-8'
+            data = response(status, body, ctype, close)
+            if method == 'HEAD':
+                data = data[:len(data) - len(body)]
+            writer.write(data)
+            await writer.drain()
+            if close:
+                return
 
 
 async def read_request(reader):
@@ -176,8 +186,13 @@ async def serve(args):
         async with server:
             await stop.wait()
             server.close()
-            for writer in list(app.writers):
-                writer.close()
+            # Open connections end now: their tasks are cancelled, which cancels the renders
+            # they await (an interpreter's render is interrupted, see InterpreterPoolExecutor).
+            app.stopping = True
+            tasks = list(app.connections)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
 
