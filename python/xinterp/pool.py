@@ -19,7 +19,6 @@ import time as _time
 import weakref as _weakref
 
 from . import create as _create, ExecutionFailed, Interpreter as _Interpreter, InterpreterError
-from . import NotShareableError as _NotShareableError
 from ._executor_task import run_task as _run_task
 from .queues import create as _create_queue, QueueEmpty as _QueueEmpty
 from ._xinterp import WHENCE_STDLIB as _WHENCE_STDLIB
@@ -159,17 +158,12 @@ def _cancelled_error():
 
 def _is_cancellation(exc):
     """exc is how a task interrupted with asyncio.CancelledError ends: that exception sent back
-    as itself; or, interrupted outside the task's own code, the ExecutionFailed naming it; or,
-    interrupted while its function or arguments were being rebuilt in the worker's interpreter
-    (an import there runs bytecode), the NotShareableError that call() reports for that, whose
-    message ends with the name of the exception that stopped the rebuilding."""
+    as itself; or, interrupted outside the task's own code (while its function or arguments
+    were rebuilt in the worker's interpreter, say), the ExecutionFailed naming it."""
     if isinstance(exc, ExecutionFailed):
         t = exc.excinfo.type
         return (getattr(t, '__module__', None), getattr(t, '__qualname__', None)) == \
             ('asyncio.exceptions', 'CancelledError')
-    if isinstance(exc, _NotShareableError):
-        return str(exc).endswith((' not shareable: asyncio.exceptions.CancelledError',
-                                  ' not shareable: CancelledError'))
     return isinstance(exc, _cancelled_error())
 
 

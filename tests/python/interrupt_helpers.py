@@ -92,3 +92,20 @@ class NotRebuildable(Exception):
 
 def _refuse():
     raise LookupError('cannot rebuild this exception here')
+
+
+class SpinsWhileRebuilt:
+    """An argument whose rebuild in the target announces itself and spins: an interrupt lands
+    while call() is still making its arguments, before the function runs."""
+
+    def __init__(self, ready):
+        self.ready = ready
+
+    def __reduce__(self):
+        return (_announce_and_spin, (self.ready,))
+
+
+def _announce_and_spin(ready):
+    ready.put('rebuilding')
+    while True:
+        pass

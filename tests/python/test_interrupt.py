@@ -218,3 +218,15 @@ def test_many_interrupts_and_calls_never_hit_a_later_call(interp, ready):
         interrupted_with(out, 'KeyboardInterrupt')
         assert interp.interrupt() is False
         assert interp.call(sum, [2, 3]) == 5
+
+
+def test_interrupt_while_arguments_are_rebuilt_is_the_interrupt_not_notshareable(interp, ready):
+    # The argument's unpickling runs bytecode in the target; an interrupt landing there is the
+    # call's outcome (ExecutionFailed naming it), not "args not shareable".
+    t, out = start_call(interp, len, ih.SpinsWhileRebuilt(ready))
+    assert ready.get(timeout=60) == 'rebuilding'
+    assert interp.interrupt(TimeoutError('stop')) is True
+    t.join(60)
+    err = interrupted_with(out, 'TimeoutError')
+    assert 'stop' in str(err)
+    assert interp.call(sum, [1, 2]) == 3

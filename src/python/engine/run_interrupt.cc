@@ -288,6 +288,16 @@ bool take_interrupt_here() {
   return true;
 }
 
+bool interrupt_taken_here() noexcept {
+  RunScope* s = t_scope;
+  if (s == nullptr || s->ended_) return false;
+  PyThreadState* ts;
+  if (!attached_to(*s->rec_, &ts)) return false;
+  internal::MutexLock lock(s->rec_->run_mu);
+  return s->rec_->in_run && s->rec_->run_seq == s->seq_ && s->rec_->interrupt != nullptr &&
+         s->rec_->interrupt->taken;
+}
+
 InterruptibleWait::InterruptibleWait(void (*wake)(void*), void* arg) {
   RunScope* s = t_scope;
   PyThreadState* ts;

@@ -88,6 +88,7 @@ class RunScope {
   bool exit_ = false;
   friend bool interrupt_pending_here() noexcept;
   friend bool take_interrupt_here();
+  friend bool interrupt_taken_here() noexcept;
   friend class InterruptibleWait;
 };
 
@@ -98,6 +99,10 @@ bool interrupt_pending_here() noexcept;
 // there is none. If the target cannot rebuild the exception, a RuntimeError saying so is set
 // instead (counted: interrupt_rebuild_failed). Requires: attached (GIL held).
 bool take_interrupt_here();
+// Whether the run the calling thread does has had its interrupt raised (taken) already: an
+// exception seen now may be that interrupt, not the code's own failure (call() rebuilding its
+// arguments reports it as the interrupt, not as NotShareableError). Requires: attached.
+bool interrupt_taken_here() noexcept;
 
 // A wait of xinterp's (queue, channel) for the length of one blocking operation: cancel() is
 // the flag to hand to the wait (nullptr when the thread runs no exec/call here), wake(arg) is

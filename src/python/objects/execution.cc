@@ -6,6 +6,7 @@
 
 #include "data/main_module_transport.h"
 #include "engine/python_engine.h"
+#include "engine/run_interrupt.h"
 
 namespace xinterp::python {
 namespace {
@@ -210,6 +211,9 @@ namespace {
 // A value of the call that the target cannot rebuild (pickle.loads failed there): as 3.14,
 // NotShareableError in the caller ("func not shareable", "args not shareable"), with the cause.
 Status not_rebuilt(const char* what) {
+  // Interrupted while rebuilding (an import runs bytecode): the interrupt's exception, as if
+  // the call had begun.
+  if (interrupt_taken_here()) return failed_here();
   ExcInfo cause = capture_exception();
   return Status::error(ErrorKind::kNotShareable,
                        std::string(what) + " not shareable: " + cause.formatted);
