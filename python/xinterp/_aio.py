@@ -272,3 +272,58 @@ async def _stop(interp, worker, job):
                 await asyncio.shield(job.stopped)
             except asyncio.CancelledError:
                 continue  # cancelled again: the call must still end first
+
+
+# --- channels --------------------------------------------------------------------------------
+
+def channel_arecv(end, timeout):
+    h = end._channel()
+
+    def attempt():
+        found, obj = h.recv(False, None)
+        if not found:
+            raise _xinterp.ChannelEmptyError
+        return obj
+
+    return wait_and_do(
+        'RecvChannel.arecv()', attempt, _xinterp.ChannelEmptyError, h.watch_recv,
+        h.unwatch_recv, h.pass_on_recv, timeout, lambda: TimeoutError('timed out'))
+
+
+_RECEIVED, _CLOSED = 1, 2
+
+
+async def channel_asend(end, obj, timeout, unbound_flag, buffer_only):
+    """Queues obj, then awaits its receipt. Cancelled: obj is withdrawn (never received later);
+    if a receiver had taken it already, the send is complete and this returns normally."""
+    loop = _running_loop('SendChannel.asend()')
+    timeout = _check_timeout(timeout)
+    h = end._channel()
+    receipt = h.post(obj, unbound_flag, buffer_only)
+    deadline = None if timeout is None else loop.time() + timeout
+    state = _xinterp.channel_receipt_state
+    try:
+        notifier = _notifier(loop)
+        while True:
+            s = state(receipt)
+            if s == _RECEIVED:
+                return
+            if s == _CLOSED:
+                raise _xinterp.ChannelClosedError(f'channel {end.id} is closed')
+            if deadline is not None and loop.time() >= deadline:
+                if _xinterp.channel_receipt_withdraw(receipt):
+                    return
+                raise TimeoutError('timed out')
+            await _wait_once(
+                loop, notifier,
+                lambda waker, token: _xinterp.channel_receipt_watch(receipt, waker, token),
+                lambda ticket: _xinterp.channel_receipt_unwatch(receipt, ticket),
+                _nothing, deadline)
+    except asyncio.CancelledError:
+        if _xinterp.channel_receipt_withdraw(receipt):
+            return  # received before the cancellation took effect: the send happened
+        raise
+
+
+def _nothing():
+    pass  # every waiter of a receipt is woken at once: nothing to pass on
