@@ -19,6 +19,7 @@ order, and each completion resumes its coroutine through ``loop.call_soon_thread
 import asyncio
 import collections
 import itertools
+import numbers
 import threading
 import weakref
 
@@ -35,14 +36,15 @@ def _running_loop(what):
 
 
 def _check_timeout(timeout):
+    """As the sync methods check theirs: a real number of seconds >= 0, or None."""
     if timeout is None:
         return None
-    try:
-        timeout = float(timeout)
-    except (TypeError, ValueError):
-        raise TypeError(f'timeout must be a number or None, got {timeout!r}') from None
-    if timeout != timeout or timeout < 0:
-        raise ValueError(f'timeout must be a non-negative number, got {timeout!r}')
+    if not isinstance(timeout, numbers.Real):
+        raise TypeError(f'timeout must be a number of seconds or None, '
+                        f'got {type(timeout).__name__}')
+    timeout = float(timeout)
+    if not timeout >= 0:  # also NaN
+        raise ValueError('timeout value must be non-negative')
     return timeout
 
 
