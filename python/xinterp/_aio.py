@@ -207,6 +207,10 @@ class _Worker:
         while True:
             with _workers_lock:
                 if not self.jobs:
+                    # Linger a moment: a coroutine that awaits call after call reuses the thread
+                    # instead of starting one per call.
+                    _workers_cond.wait_for(lambda: self.jobs, IDLE_LINGER)
+                if not self.jobs:
                     self.thread = None
                     if _workers.get(self.interp_id) is self:
                         del _workers[self.interp_id]
@@ -227,6 +231,8 @@ class _Worker:
 
 _workers = {}  # interpreter id -> _Worker
 _workers_lock = threading.Lock()
+_workers_cond = threading.Condition(_workers_lock)
+IDLE_LINGER = 0.05  # seconds an idle worker waits for another call before it ends
 
 
 def worker_threads():
@@ -243,6 +249,7 @@ async def run_call(interp, fn, what):
         if worker is None:
             worker = _workers[interp.id] = _Worker(interp.id)
         worker.jobs.append(job)
+        _workers_cond.notify_all()
         if worker.thread is None:
             worker.thread = threading.Thread(
                 target=worker.run, name=f'xinterp-acall-{interp.id}', daemon=True)
