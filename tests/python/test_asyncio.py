@@ -482,6 +482,8 @@ def test_acall_uses_one_thread_per_interpreter_in_fifo_order(interp):
     interp.prepare_main(gate=gate)
     n = 50
 
+    assert_eventually(lambda: _aio.worker_threads() == 0)  # earlier tests' workers ended
+
     async def main():
         before = threading.active_count()
         first = asyncio.create_task(interp.acall(_wait_on_gate, gate))
