@@ -12,6 +12,11 @@
 //     kClosed.
 //   - close(): every waiter returns kClosed, and so does every later put or get; the items
 //     still queued stay for take_all().
+//   - Cancellable waits: put/get take an optional `cancel` flag. A wait that finds it set
+//     (before it parks, or once woken) returns kTimeout at once, as if its timeout ran out;
+//     an item already there is still taken (or room used), so a cancelled wait never loses one.
+//     The canceller sets the flag, then calls wake_all(), which wakes every parked waiter to
+//     look at its flag (the others re-park). Used to interrupt code blocked in a wait.
 //   - take_all(), remove_if(pred): take items out (to destroy them outside the lock);
 //     visit(fn): look at every item.
 //   - size(), get_waiters(), put_waiters(): relaxed loads; may be stale.
@@ -94,15 +99,18 @@ class BlockingQueue {
   int get_waiters() const noexcept { return get_waiters_.load(std::memory_order_relaxed); }
   int put_waiters() const noexcept { return put_waiters_.load(std::memory_order_relaxed); }
 
-  QueueStatus put(T&& item, Timeout timeout) {
+  using Cancel = const std::atomic<bool>*;
+
+  QueueStatus put(T&& item, Timeout timeout, Cancel cancel = nullptr) {
     if (closed()) return QueueStatus::kClosed;
     if (maxsize_ != 0) {
       if (size() >= maxsize_ && timeout != std::chrono::nanoseconds::zero()) {
         spin_until([&] { return size() < maxsize_; });
       }
       std::unique_lock<std::mutex> lock(tail_mu_);
-      QueueStatus s = wait(lock, not_full_, put_waiters_, timeout, QueueStatus::kFull,
-                           [&] { return size() < maxsize_; });
+      QueueStatus s = wait(
+          lock, not_full_, put_waiters_, timeout, QueueStatus::kFull,
+          [&] { return size() < maxsize_; }, cancel);
       if (s != QueueStatus::kOk) return s;
       append(std::move(item));
     } else {
@@ -121,15 +129,16 @@ class BlockingQueue {
     return QueueStatus::kOk;
   }
 
-  QueueStatus get(T* out, Timeout timeout) {
+  QueueStatus get(T* out, Timeout timeout, Cancel cancel = nullptr) {
     if (timeout != std::chrono::nanoseconds::zero() && size() == 0) {
       spin_until([&] { return size() > 0; });
     }
     Node* old;
     {
       std::unique_lock<std::mutex> lock(head_mu_);
-      QueueStatus s = wait(lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
-                           [&] { return head_->next.load(std::memory_order_acquire) != nullptr; });
+      QueueStatus s = wait(
+          lock, not_empty_, get_waiters_, timeout, QueueStatus::kEmpty,
+          [&] { return head_->next.load(std::memory_order_acquire) != nullptr; }, cancel);
       if (s != QueueStatus::kOk) return s;
       Node* next = head_->next.load(std::memory_order_acquire);
       *out = std::move(next->value);
@@ -185,6 +194,16 @@ class BlockingQueue {
   }
   size_t async_get_waiters() const noexcept { return async_getters_.size(); }
   size_t async_put_waiters() const noexcept { return async_putters_.size(); }
+
+  // Wakes every parked put and get, to look at their cancel flag (set it before calling).
+  void wake_all() {
+    {
+      std::lock_guard<std::mutex> h(head_mu_);
+      not_empty_.notify_all();
+    }
+    std::lock_guard<std::mutex> t(tail_mu_);
+    not_full_.notify_all();
+  }
 
   std::deque<T> take_all() {
     return remove_if([](T&) { return true; });
@@ -255,11 +274,12 @@ class BlockingQueue {
     spin_briefly([&] { return ready() || closed(); });
   }
 
-  // Waits on cv (its mutex held through `lock`) until ready(), close, or the timeout.
+  // Waits on cv (its mutex held through `lock`) until ready(), close, the timeout, or *cancel
+  // (kTimeout).
   template <class Ready>
   QueueStatus wait(std::unique_lock<std::mutex>& lock, std::condition_variable& cv,
-                   std::atomic<int>& waiters, Timeout timeout, QueueStatus would_block,
-                   Ready ready) {
+                   std::atomic<int>& waiters, Timeout timeout, QueueStatus would_block, Ready ready,
+                   Cancel cancel) {
     if (closed_.load(std::memory_order_relaxed)) return QueueStatus::kClosed;
     if (ready()) return QueueStatus::kOk;
     if (timeout == std::chrono::nanoseconds::zero()) return would_block;
@@ -274,6 +294,11 @@ class BlockingQueue {
         break;
       }
       if (ready()) break;
+      // Read under the lock that wake_all() takes: set before it, never missed.
+      if (cancel != nullptr && cancel->load(std::memory_order_acquire)) {
+        result = QueueStatus::kTimeout;
+        break;
+      }
       if (!timeout) {
         cv.wait(lock);
       } else if (cv.wait_until(lock, deadline) == std::cv_status::timeout) {

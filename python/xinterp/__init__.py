@@ -331,6 +331,29 @@ class Interpreter:
             raise ExecutionFailed(excinfo)
         return res
 
+    def interrupt(self, exc=KeyboardInterrupt):
+        """Raise exc in the exec()/call() running in this interpreter; whether one was running.
+
+        exc is a BaseException subclass or instance (TypeError otherwise); it reaches the target
+        as call() arguments do (an instance keeps its args; one that cannot be shared raises
+        NotShareableError here, one the target cannot rebuild is raised there as a RuntimeError
+        saying so). It is raised in the thread running that exec()/call() at its next bytecode
+        boundary, and that exec()/call() then raises ExecutionFailed in its caller (excinfo.type
+        names the exception). xinterp's own waits there wake for it (Queue.get/put, channel
+        send/recv), and so does a call that thread made into a third interpreter (interrupted
+        too; back in this one, exc is raised). Code blocked inside a C call (time.sleep,
+        lock.acquire, select) is interrupted when that call returns. If a thread the user started
+        in the target happens to run the interrupt, it hands exc to the running thread as
+        PyThreadState_SetAsyncExc does: then only its class is raised, without args.
+
+        Returns False when no exec()/call() runs there: nothing is posted, and a later call
+        never sees a stale interrupt. While one is pending and not raised yet, another
+        interrupt() returns True and changes nothing (the first exception wins).
+        Errors: InterpreterNotFoundError (closed); InterpreterError for the main interpreter,
+        the caller's own, or one xinterp did not create.
+        """
+        return _xinterp.interrupt(self._id, exc)
+
     def call_in_thread(self, callable, /, *args, **kwargs):
         """Return a new, started thread that calls the object in the interpreter.
 

@@ -99,6 +99,37 @@ TEST(BlockingQueue, CloseWakesEveryWaiterAndKeepsItems) {
   EXPECT_EQ(rest.front(), 7);
 }
 
+TEST(BlockingQueue, CancelledWaitsReturnTimeoutAndLoseNothing) {
+  BlockingQueue<int> q(1);
+  std::atomic<bool> cancel{false};
+  ASSERT_EQ(q.put(1, kNoWait), QueueStatus::kOk);
+  std::thread producer([&] {  // parks: full
+    EXPECT_EQ(q.put(2, std::nullopt, &cancel), QueueStatus::kTimeout);
+  });
+  while (q.put_waiters() == 0) std::this_thread::yield();
+  cancel.store(true, std::memory_order_release);
+  q.wake_all();
+  producer.join();
+  EXPECT_EQ(q.size(), 1u);  // the cancelled put enqueued nothing
+  // A set flag does not stop a get that finds an item: it is taken, not lost.
+  int out = 0;
+  EXPECT_EQ(q.get(&out, std::nullopt, &cancel), QueueStatus::kOk);
+  EXPECT_EQ(out, 1);
+  // Nor a get that finds none: it returns at once instead of parking.
+  EXPECT_EQ(q.get(&out, std::nullopt, &cancel), QueueStatus::kTimeout);
+  // A parked get woken by wake_all() with its flag clear parks again and gets the next item.
+  cancel.store(false);
+  std::thread consumer([&] {
+    int got = 0;
+    EXPECT_EQ(q.get(&got, std::nullopt, &cancel), QueueStatus::kOk);
+    EXPECT_EQ(got, 7);
+  });
+  while (q.get_waiters() == 0) std::this_thread::yield();
+  q.wake_all();
+  ASSERT_EQ(q.put(7, kNoWait), QueueStatus::kOk);
+  consumer.join();
+}
+
 TEST(BlockingQueue, RemoveIfEditsKeepsAndRemoves) {
   BlockingQueue<std::unique_ptr<int>> q;
   for (int i = 0; i < 6; ++i) ASSERT_EQ(q.put(std::make_unique<int>(i), kNoWait), QueueStatus::kOk);

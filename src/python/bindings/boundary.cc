@@ -24,6 +24,9 @@ PyObject* raise(PyObject* module, const Status& s) {
     case ErrorKind::kType:
       PyErr_SetString(PyExc_TypeError, s.message.c_str());
       break;
+    case ErrorKind::kExiting:
+      PyErr_SetString(PyExc_SystemExit, s.message.c_str());
+      break;
     case ErrorKind::kPythonSet:
       if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "xinterp: lost exception");
       break;

@@ -16,6 +16,7 @@
 #include <optional>
 
 #include "base/wait_slice.h"
+#include "engine/run_interrupt.h"
 #include "engine/status.h"
 #include "objects/queue.h"
 
@@ -56,9 +57,10 @@ PyCFunction fastcall(F f) {
 }
 
 // Waits in slices of internal::kWaitSlice (base/wait_slice.h) so that signal handlers get to
-// run. op(slice) does one wait without the GIL and returns `timed_out` when that slice ran out.
-// Returns op's last result; *interrupted is set (with the handler's exception set) when a signal
-// handler raised.
+// run. op(slice) does one wait without the GIL and returns `timed_out` when that slice ran out
+// (or when the InterruptibleWait's cancel flag, which the caller hands to its wait, was set).
+// Returns op's last result; *interrupted is set (with the exception set) when a signal handler
+// raised, or when interrupt() reached the exec()/call() this thread runs (run_interrupt.h).
 template <class Op, class Result>
 Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result timed_out,
                 bool* interrupted) {
@@ -78,6 +80,10 @@ Result blocking(Op op, std::optional<std::chrono::nanoseconds> timeout, Result t
     r = op(slice);
     Py_END_ALLOW_THREADS
     if (r != timed_out) return r;
+    if (interrupt_pending_here() && take_interrupt_here()) {
+      *interrupted = true;
+      return r;
+    }
     if (timeout && steady_clock::now() - start >= *timeout) return r;
     if (PyErr_CheckSignals() < 0) {
       *interrupted = true;

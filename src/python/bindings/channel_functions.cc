@@ -16,6 +16,10 @@
 namespace xinterp::python {
 namespace {
 
+// InterruptibleWait's wake hooks: the waiters look at their cancel flag.
+void wake_channel(void* ch) { static_cast<XChannel*>(ch)->items.wake_all(); }
+void wake_receipt(void* r) { ChannelRegistry::wake_receipt(*static_cast<Receipt*>(r)); }
+
 PyObject* channel_error(PyObject* module, Exc which, const char* fmt, int64_t id) {
   return raise_exc(module, which, fmt, static_cast<long long>(id));
 }
@@ -129,9 +133,10 @@ PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbou
   // Wait in slices so that a signal handler (Ctrl-C) runs; the item is withdrawn if it raises
   // or the timeout passes before a receiver took it.
   bool interrupted = false;
+  InterruptibleWait interruptible(&wake_receipt, receipt.get());
   r = blocking(
       [&](std::optional<std::chrono::nanoseconds> t) {
-        return channels.await_receipt(ch, *receipt, t);
+        return channels.await_receipt(ch, *receipt, t, interruptible.cancel());
       },
       timeout, ChannelResult::kTimeout, &interrupted);
   if (r == ChannelResult::kTimeout) r = ChannelRegistry::withdraw(*receipt);
@@ -161,9 +166,11 @@ PyObject* recv_on(PyObject* module, XChannel& ch, PyObject* block_arg, PyObject*
   if (!block) timeout = std::chrono::nanoseconds::zero();
   Item item;
   bool interrupted = false;
+  std::optional<InterruptibleWait> wait;  // only when it may block
+  if (timeout != std::chrono::nanoseconds::zero()) wait.emplace(&wake_channel, &ch);
   ChannelResult r = blocking(
       [&](std::optional<std::chrono::nanoseconds> t) {
-        return ChannelRegistry::get().recv(ch, &item, t);
+        return ChannelRegistry::get().recv(ch, &item, t, wait ? wait->cancel() : nullptr);
       },
       timeout, ChannelResult::kTimeout, &interrupted);
   if (interrupted) return nullptr;

@@ -11,6 +11,7 @@
 #include "bindings/module_state.h"
 #include "cpython/cpython_private.h"
 #include "engine/python_engine.h"
+#include "engine/run_interrupt.h"
 #include "objects/execution.h"
 
 namespace xinterp::python {
@@ -199,6 +200,53 @@ PyObject* mod_is_natively_shareable(PyObject*, PyObject* obj) {
   return PyBool_FromLong(is_natively_shareable(obj));
 }
 
+// interrupt(id, exc=KeyboardInterrupt) -> bool: whether an exec()/call() was running in it
+// (the interrupt posted); see engine/run_interrupt.h.
+PyObject* mod_interrupt(PyObject* module, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs < 1 || nargs > 2) {
+    PyErr_SetString(PyExc_TypeError, "interrupt(id, exc=KeyboardInterrupt)");
+    return nullptr;
+  }
+  PyObject* exc = nargs == 2 ? args[1] : PyExc_KeyboardInterrupt;
+  if (!PyExceptionClass_Check(exc) && !PyExceptionInstance_Check(exc)) {
+    PyErr_Format(PyExc_TypeError,
+                 "interrupt(): exc must be a BaseException subclass or instance, not %.200R", exc);
+    return nullptr;
+  }
+  auto rec = lookup(module, args[0]);
+  if (rec == nullptr) return nullptr;
+  if (rec->whence == Whence::kRuntime) {
+    return raise(module,
+                 Status::error(ErrorKind::kInterpreter,
+                               "interrupt(): the main interpreter cannot be interrupted "
+                               "this way (signal it instead, e.g. _thread.interrupt_main())"));
+  }
+  PyThreadState* ts = cpy::current_tstate();
+  if (ts != nullptr && PyThreadState_GetInterpreter(ts) == rec->interp) {
+    return raise(module, Status::error(ErrorKind::kInterpreter,
+                                       "interrupt(): an interpreter cannot interrupt itself "
+                                       "(raise the exception instead)"));
+  }
+  if (!rec->created_by_xinterp) {
+    return raise(module,
+                 Status::error(ErrorKind::kInterpreter,
+                               "interrupt(): interpreter " + std::to_string(rec->py_id) +
+                                   " was not created by xinterp; it cannot be interrupted"));
+  }
+  // KeyboardInterrupt, the common case, needs no encoding.
+  RunInterrupt::Kind kind = RunInterrupt::Kind::kKeyboardInterrupt;
+  XValue value;
+  if (exc != PyExc_KeyboardInterrupt) {
+    kind = RunInterrupt::Kind::kValue;
+    Status s = encode(exc, Fallback::kFull, &value);
+    if (!s.ok()) return raise(module, s);
+  }
+  bool posted = false;
+  Status s = post_interrupt(rec, kind, value, &posted);
+  if (!s.ok()) return raise(module, s);
+  return PyBool_FromLong(posted);
+}
+
 PyObject* mod_shutdown(PyObject*, PyObject*) {
   PythonEngine::get().shutdown();
   Py_RETURN_NONE;
@@ -216,6 +264,9 @@ PyMethodDef kMethods[] = {
     {"incref", mod_incref, METH_O, "incref(id): take an owning reference."},
     {"decref", mod_decref, METH_O, "decref(id): drop one; the last one closes the interpreter."},
     {"exec", fastcall(mod_exec), METH_FASTCALL, "exec(id, code) -> None | excinfo"},
+    {"interrupt", fastcall(mod_interrupt), METH_FASTCALL,
+     "interrupt(id, exc=KeyboardInterrupt) -> bool: raise exc in the exec()/call() running in "
+     "interpreter id; False if none runs."},
     {"call", fastcall(mod_call), METH_FASTCALL,
      "call(id, callable, args, kwargs) -> (result, excinfo | None)"},
     {"set___main___attrs", fastcall(mod_set_main_attrs), METH_FASTCALL,

@@ -16,6 +16,9 @@
 namespace xinterp::python {
 namespace {
 
+// An InterruptibleWait's wake hook: every waiter of the queue looks at its cancel flag.
+void wake_queue(void* q) { static_cast<XQueue*>(q)->items.wake_all(); }
+
 PyObject* mod_queue_create(PyObject*, PyObject* args) {
   Py_ssize_t maxsize;
   PyObject* unbound_obj;
@@ -140,9 +143,10 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   // The queue's node is allocated in put(), possibly without the GIL: a failure is noted, not
   // thrown through blocking(), and raised as MemoryError with nothing queued.
   bool no_memory = false;
+  std::optional<InterruptibleWait> wait;  // only around a blocking wait
   auto put = [&](std::optional<std::chrono::nanoseconds> t) {
     try {
-      return q.items.put(std::move(item), t);
+      return q.items.put(std::move(item), t, wait ? wait->cancel() : nullptr);
     } catch (const std::bad_alloc&) {
       no_memory = true;
       return QueueStatus::kClosed;
@@ -152,6 +156,7 @@ PyObject* queue_put(PyObject* self, PyObject* obj, bool block, PyObject* timeout
   bool interrupted = false;
   if (qs == QueueStatus::kFull && block) {
     // A refused put leaves `item` in place (BlockingQueue moves only on success).
+    wait.emplace(&wake_queue, &q);
     qs = blocking(put, call.timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs == QueueStatus::kOk) Py_RETURN_NONE;
@@ -170,8 +175,12 @@ PyObject* queue_get(PyObject* self, bool block, PyObject* timeout_obj) {
   QueueStatus qs = q.items.get(&item, std::chrono::nanoseconds::zero());
   bool interrupted = false;
   if (qs == QueueStatus::kEmpty && block) {
-    qs = blocking([&](std::optional<std::chrono::nanoseconds> t) { return q.items.get(&item, t); },
-                  call.timeout, QueueStatus::kTimeout, &interrupted);
+    InterruptibleWait wait(&wake_queue, &q);
+    qs = blocking(
+        [&](std::optional<std::chrono::nanoseconds> t) {
+          return q.items.get(&item, t, wait.cancel());
+        },
+        call.timeout, QueueStatus::kTimeout, &interrupted);
   }
   if (qs != QueueStatus::kOk) {
     if (interrupted) return nullptr;

@@ -8,6 +8,7 @@
 #include "data/main_module_transport.h"
 #include "data/xidata.h"
 #include "engine/python_engine.h"
+#include "engine/run_interrupt.h"
 #include "objects/channel.h"
 #include "objects/queue.h"
 
@@ -87,6 +88,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
   const FallbackStats fb = fallback_stats();
   const MainTransportStats mt = main_transport_stats();
   const QueueCounts queues = QueueRegistry::get().counts();
+  const InterruptStats intr = interrupt_stats();
   return new_dict([&](PyObject* out) {
     PyObject* closed = new_dict([&](PyObject* d) { return add_owner_stats(d, reg.retired); });
     const int r = closed ? PyDict_SetItemString(out, "closed_interpreters", closed) : -1;
@@ -103,6 +105,11 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"refused_while_closing", engine.refused_while_closing()},
                               {"foreign_ended_with_borrows", engine.foreign_ended_with_borrows()},
                               {"calls_abandoned_at_exit", engine.calls_abandoned_at_exit()},
+                              {"interrupts_posted", intr.posted},
+                              {"interrupt_async_handoffs", intr.async_handoffs},
+                              {"interrupt_rebuild_failed", intr.rebuild_failed},
+                              {"interrupts_refused", intr.refused},
+                              {"interrupted_at_exit", intr.at_exit},
                               {"drain_workers_started", reg.drain_workers_started},
                               {"housekeeper_inline_drains", reg.housekeeper_inline_drains},
                               {"drain_worker_start_failures", reg.drain_worker_start_failures},

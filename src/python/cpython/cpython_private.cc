@@ -56,6 +56,19 @@ bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) n
   return _PyEval_AddPendingCall(interp, func, arg, 0) == 0;
 }
 
+// PyThreadState::async_exc is a field of the public (non-limited) struct in 3.12 and 3.13
+// (Include/cpython/pystate.h); CPython reads and clears it under the GIL at the eval breaker,
+// and tolerates finding it cleared while its eval-breaker bit is still set.
+bool has_async_exc(PyThreadState* ts) noexcept { return ts != nullptr && ts->async_exc != nullptr; }
+
+bool take_async_exc(PyThreadState* ts) noexcept {
+  if (ts == nullptr || ts->async_exc == nullptr) return false;
+  PyObject* exc = ts->async_exc;
+  ts->async_exc = nullptr;
+  Py_DECREF(exc);
+  return true;
+}
+
 bool runtime_finalizing() noexcept {
 #if PY_VERSION_HEX < 0x030D0000
   return _Py_IsFinalizing() != 0;

@@ -1,7 +1,7 @@
 // The one place where xinterp binds to CPython's private or version-specific C API. Everything
 // else in src/python uses only these wrappers and the public C API, so a new CPython version
 // means reviewing this file and cpython_interp_list.c (which reads CPython's internal structures)
-// only. Their tests: test_pending_calls.py, test_fork.py and test_exit.py.
+// only. Their tests: test_pending_calls.py, test_fork.py, test_exit.py and test_interrupt.py.
 //
 // Requirements: none of these functions needs the GIL unless stated.
 #pragma once
@@ -19,6 +19,12 @@ PyThreadState* current_tstate() noexcept;
 // 3.13) is full and the call was not queued.
 using PendingFunc = int (*)(void*);
 bool add_pending_call(PyInterpreterState* interp, PendingFunc func, void* arg) noexcept;
+
+// The asynchronous exception (PyThreadState_SetAsyncExc) handed to `ts` and not raised yet:
+// has_async_exc() looks, take_async_exc() withdraws it and says whether there was one.
+// Requires: the GIL of ts's interpreter (ts is then the caller's own thread state).
+bool has_async_exc(PyThreadState* ts) noexcept;
+bool take_async_exc(PyThreadState* ts) noexcept;
 
 // Whether the runtime (the main interpreter) is finalizing.
 bool runtime_finalizing() noexcept;

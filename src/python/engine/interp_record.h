@@ -25,6 +25,7 @@
 namespace xinterp::python {
 
 struct InterpRecord;
+struct RunInterrupt;  // engine/run_interrupt.h
 
 // A buffer an interpreter lent (data/buffer_borrow.h): what stays with the owner's record until
 // the release ran: the Py_buffer itself and who holds it now.
@@ -71,6 +72,25 @@ struct InterpRecord {
   // Housekeeper threads attached to it now (draining its calls: user code such as a
   // __release_buffer__ runs). shutdown() waits for them, and strands it if one never ends.
   std::atomic<int> hk_visits{0};
+
+  // The exec()/call() in progress, for interrupt() (engine/run_interrupt.h). run_mu is a leaf
+  // lock, except that a wait's wake hook (a queue's or channel's own lock) is called under it.
+  internal::Mutex run_mu;
+  bool in_run XI_GUARDED_BY(run_mu) = false;
+  uint64_t run_seq XI_GUARDED_BY(run_mu) = 0;          // which run: stale interrupts are dropped
+  unsigned long run_thread XI_GUARDED_BY(run_mu) = 0;  // its PyThread ident
+  int64_t nested_into XI_GUARDED_BY(run_mu) = -1;      // the interpreter that thread called into
+  std::shared_ptr<RunInterrupt> interrupt XI_GUARDED_BY(run_mu);  // posted to this run
+  bool exit_posted XI_GUARDED_BY(run_mu) = false;  // shutdown()'s interrupt reached this run
+  // Posts queueing their pending call (outside run_mu): the run's end waits for them, so that
+  // the interpreter outlives them.
+  int posters XI_GUARDED_BY(run_mu) = 0;
+  // The run thread's xinterp wait in progress (queue, channel): woken by an interrupt.
+  void (*wait_wake)(void*) XI_GUARDED_BY(run_mu) = nullptr;
+  void* wait_wake_arg XI_GUARDED_BY(run_mu) = nullptr;
+  // Set while an interrupt of this run is posted and not yet taken: the run thread's waits
+  // read it (cheaply, without run_mu) as their cancel flag.
+  std::atomic<bool> cancel{false};
 
   // Buffers of this interpreter lent to others and not given back yet, and which they are.
   std::atomic<int64_t> borrows{0};

@@ -9,12 +9,15 @@
 #include <cstring>
 #include <future>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "base/fail.h"
 #include "cpython/cpython_private.h"
 #include "engine/fork_generation.h"
+#include "engine/run_interrupt.h"
+#include "engine/sigint_watch.h"
 #include "engine/thread_switch.h"
 #include "engine/thread_visits.h"
 
@@ -689,9 +692,19 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
         ErrorKind::kInterpreter,
         interp_name(py_id) + " was not created by xinterp; it cannot run code in it");
   }
+  // A nested call from a run whose interrupt is pending: that interrupt is raised instead.
+  if (interrupt_pending_here() && take_interrupt_here()) {
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
   {
     internal::MutexLock lock(mu_);
-    if (shut_down_) return Status::error(ErrorKind::kInterpreter, "xinterp is shut down");
+    if (shut_down_) {
+      // Decision: a call that a daemon thread starts once the exit began ends as quietly as one
+      // the exit interrupted (SystemExit, which threading ignores). Counted with those.
+      count_interrupted_at_exit();
+      return Status::error(ErrorKind::kExiting,
+                           "xinterp: the process is exiting (xinterp is shut down)");
+    }
     if (rec->inherited) return inherited_error(py_id);
     if (rec->closing) return not_found(py_id);
     if (rec->running.load(std::memory_order_relaxed)) {
@@ -699,7 +712,16 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     }
     rec->running.store(true, std::memory_order_release);
   }
-  EnterInterpreter visit;  // the caller's GIL is released from here on
+  // interrupt() reaches this run from here on (as soon as it is marked running, so that an
+  // interrupt or the exit never finds it idle while it starts).
+  std::optional<RunScope> scope(std::in_place, rec);
+  if (shutting_down_.load(std::memory_order_acquire)) {
+    // shutdown() began after our check above: its exit interrupt may have missed this run.
+    bool posted;
+    (void)post_interrupt(rec, RunInterrupt::Kind::kExit, XValue(), &posted);
+  }
+  SigintWatch sigint(py_id);  // Ctrl-C on the main thread interrupts this run
+  EnterInterpreter visit;     // the caller's GIL is released from here on
   ThreadVisits& visits = ThreadVisits::current();
   const uint64_t thread = visits.key();
   const bool keep_tstate = visit.caller_had_tstate();
@@ -714,6 +736,7 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   }
   Status status;
   bool entered = true;
+  bool exit_interrupted = false;
   if (kept != nullptr) {
     visit.enter_with(kept);
   } else {
@@ -724,9 +747,12 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     status = fn();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
+    scope->end();
+    exit_interrupted = scope->had_exit_interrupt();
   } else {
     status = Status::error(ErrorKind::kInterpreter, "out of memory entering the interpreter");
   }
+  scope.reset();  // waits for posts still queueing into the interpreter
   // `running` is cleared only once our thread state is back in visit_tstates (or deleted), so
   // a closer never misses it; and before the caller's GIL is re-taken, since a daemon thread may
   // end inside that at exit.
@@ -740,8 +766,25 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
     visit.detach_delete();
     rec->running.store(false, std::memory_order_release);
   }
+  // Ended by shutdown()'s interrupt (whatever failed: it may land while the call's arguments
+  // are being rebuilt): the caller (a daemon thread) gets SystemExit, which threading ignores,
+  // so the exit stays quiet. Counted before the caller's GIL is re-taken, which a daemon
+  // thread may never get back at exit.
+  exit_interrupted = exit_interrupted && !status.ok();
+  if (exit_interrupted) count_interrupted_at_exit();
   notify_state_changed();  // shutdown() may wait for runs to end
   visit.reattach_caller();
+  if (exit_interrupted) {
+    return Status::error(ErrorKind::kExiting, "xinterp: the process is exiting");
+  }
+  // Back in a run of the caller's interpreter that was interrupted meanwhile (its interrupt
+  // was forwarded to this nested one): the caller's interrupt is raised, not this outcome.
+  if (interrupt_pending_here() && take_interrupt_here()) {
+    return Status::error(ErrorKind::kPythonSet, "");
+  }
+  // Ctrl-C arrived during the run: the main interpreter's signal handler runs now (it raises
+  // KeyboardInterrupt by default) in place of the run's outcome.
+  if (sigint.fired() && PyErr_CheckSignals() < 0) return Status::error(ErrorKind::kPythonSet, "");
   return status;
 }
 
@@ -795,10 +838,9 @@ void PythonEngine::shutdown() {
     }
     release.reattach();
   }
-  // Threads blocked in Queue.get/put or a channel's send/recv wake with an error.
-  for (EngineListener* l : listeners()) l->shutdown();
-  // Interrupt code still running in ours (daemon threads' calls): a pending call raises
-  // SystemExit into it, so the call returns to its thread with ExecutionFailed. Failure policy:
+  // Interrupt code still running in ours (daemon threads' calls): the exit interrupt raises
+  // SystemExit into it (run_interrupt.h: its waits wake, its nested calls are interrupted), and
+  // the call returns SystemExit to its thread, which threading ignores. Failure policy:
   // if CPython's pending-call queue is full the interrupt is not queued (counted in
   // exit_interrupts_refused); such an interpreter gets the same grace period and, still running
   // after it, is stranded like one blocked in C.
@@ -815,16 +857,18 @@ void PythonEngine::shutdown() {
     if (rec->hk_visits.load(std::memory_order_acquire) > 0) any_running = true;
     if (rec->running.load(std::memory_order_acquire)) {
       any_running = true;
-      const bool queued = cpy::add_pending_call(
-          rec->interp,
-          [](void*) -> int {
-            PyErr_SetString(PyExc_SystemExit, "xinterp: the process is exiting");
-            return -1;
-          },
-          nullptr);
-      if (!queued) exit_interrupts_refused_.fetch_add(1, std::memory_order_relaxed);
+      // The same delivery as interrupt() (run_interrupt.h): its waits wake, its nested calls
+      // are interrupted too, and the call ends with SystemExit in its (daemon) thread.
+      bool posted;
+      if (!post_interrupt(rec, RunInterrupt::Kind::kExit, XValue(), &posted).ok()) {
+        exit_interrupts_refused_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   }
+  // Other threads blocked in Queue.get/put or a channel's send/recv wake with an error. After
+  // the interrupts: a run's exit interrupt is posted by then, so that its call ends quietly
+  // whichever exception ends it.
+  for (EngineListener* l : listeners()) l->shutdown();
   if (any_running) {
     CallerRelease release;  // let the interrupted threads get back to their interpreter
     // Woken as each run ends (run() -> notify_state_changed()).

@@ -8,11 +8,14 @@
 //   - run(id, fn): runs fn on the calling thread inside interpreter `id` (own thread state,
 //     caller's GIL released meanwhile), with the interpreter marked running; pending calls
 //     queued for it run before fn returns to the caller. One run at a time per interpreter
-//     (PEP 734: "interpreter already running").
+//     (PEP 734: "interpreter already running"). interrupt() reaches a run (run_interrupt.h);
+//     on the process's main thread, so does Ctrl-C (sigint_watch.h). A run ended by the exit
+//     interrupt, or refused once shutdown() began, returns kExiting (SystemExit in the caller).
 //   - close(id): drains its pending calls and ends it. Refused (InterpreterError) for the main
 //     interpreter, the caller's own, one that is running, and one xinterp did not create.
-//   - shutdown(): at process exit, closes every interpreter xinterp created and the core owner
-//     of the main one; afterwards create() and run() fail with InterpreterError.
+//   - shutdown(): at process exit, interrupts the runs still going (SystemExit, through
+//     run_interrupt.h), closes every interpreter xinterp created and the core owner of the main
+//     one; afterwards create() fails with InterpreterError and run() with kExiting.
 //   - add_listener(): the layers above (queues, channels) hear of interpreters closing, of
 //     shutdown and of fork through EngineListener, without the engine depending on them.
 //   - Engine: wake() puts at most one call on CPython's per-interpreter pending-call queue per

@@ -17,6 +17,7 @@ enum class ErrorKind {
   kExecutionFailed,  // ExecutionFailed; `exc` describes the uncaught exception
   kType,             // TypeError (bad argument)
   kPythonSet,        // a Python exception is already set in the caller's interpreter
+  kExiting,          // SystemExit: the run was ended by the exit interrupt (shutdown())
 };
 
 // A summary of an uncaught exception, captured inside the interpreter that raised it

@@ -69,8 +69,14 @@ ChannelResult ChannelRegistry::post(XChannel& ch, Item&& item, bool wait_for_rec
   return ChannelResult::kOk;
 }
 
+void ChannelRegistry::wake_receipt(Receipt& r) {
+  internal::MutexLock lock(r.mu);
+  r.cv.notify_all();
+}
+
 ChannelResult ChannelRegistry::await_receipt(XChannel& ch, Receipt& r,
-                                             std::optional<std::chrono::nanoseconds> timeout) {
+                                             std::optional<std::chrono::nanoseconds> timeout,
+                                             const std::atomic<bool>* cancel) {
   if (spin_briefly([&] { return r.received.load(std::memory_order_acquire); })) {
     return ChannelResult::kOk;
   }
@@ -83,6 +89,10 @@ ChannelResult ChannelRegistry::await_receipt(XChannel& ch, Receipt& r,
       return ChannelResult::kClosed;
     }
     if (timeout && std::chrono::steady_clock::now() >= deadline) return ChannelResult::kTimeout;
+    // Read under r.mu, which wake_receipt() takes: never missed.
+    if (cancel != nullptr && cancel->load(std::memory_order_acquire)) {
+      return ChannelResult::kTimeout;
+    }
     // finish() wakes us; the slice covers an item dropped without a close (its sender's
     // interpreter closed with policy UNBOUND_REMOVE).
     auto slice = std::chrono::steady_clock::now() + internal::kWaitSlice;
@@ -99,7 +109,8 @@ ChannelResult ChannelRegistry::withdraw(Receipt& r) {
 }
 
 ChannelResult ChannelRegistry::recv(XChannel& ch, Item* out,
-                                    std::optional<std::chrono::nanoseconds> timeout) {
+                                    std::optional<std::chrono::nanoseconds> timeout,
+                                    const std::atomic<bool>* cancel) {
   const auto deadline = timeout ? std::chrono::steady_clock::now() + *timeout
                                 : std::chrono::steady_clock::time_point::max();
   while (true) {
@@ -109,7 +120,7 @@ ChannelResult ChannelRegistry::recv(XChannel& ch, Item* out,
       left = d > std::chrono::nanoseconds::zero() ? std::chrono::nanoseconds(d)
                                                   : std::chrono::nanoseconds::zero();
     }
-    QueueStatus s = ch.items.get(out, left);
+    QueueStatus s = ch.items.get(out, left, cancel);
     if (s == QueueStatus::kClosed) return ChannelResult::kClosed;
     if (s == QueueStatus::kEmpty) {
       return ch.state.load() == ChannelState::kOpen ? ChannelResult::kEmpty

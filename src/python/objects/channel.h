@@ -83,10 +83,15 @@ class ChannelRegistry final : public EngineListener {
   // received after all, so that nothing is both withdrawn and delivered.
   ChannelResult post(XChannel& ch, Item&& item, bool wait_for_receipt,
                      std::shared_ptr<Receipt>* receipt);
+  // `cancel` (optional): set, the wait returns kTimeout at once (an interrupt, see
+  // engine/run_interrupt.h; its waker calls wake_receipt() or ch.items.wake_all()).
   ChannelResult await_receipt(XChannel& ch, Receipt& receipt,
-                              std::optional<std::chrono::nanoseconds> timeout);
+                              std::optional<std::chrono::nanoseconds> timeout,
+                              const std::atomic<bool>* cancel = nullptr);
+  static void wake_receipt(Receipt& receipt);
   static ChannelResult withdraw(Receipt& receipt);
-  ChannelResult recv(XChannel& ch, Item* out, std::optional<std::chrono::nanoseconds> timeout);
+  ChannelResult recv(XChannel& ch, Item* out, std::optional<std::chrono::nanoseconds> timeout,
+                     const std::atomic<bool>* cancel = nullptr);
   // close(send_end, recv_end, force): see PEP 554 / CPython 3.13's _interpchannels.close().
   ChannelResult close(int64_t id, bool send_end, bool recv_end, bool force);
 
