@@ -20,6 +20,10 @@
 //   - take_all(), remove_if(pred): take items out (to destroy them outside the lock);
 //     visit(fn): look at every item.
 //   - size(), get_waiters(), put_waiters(): relaxed loads; may be stale.
+//   - watch_get / watch_put(waker, token) -> ticket: register an async waiter (async_waiters.h)
+//     woken when an item / room appears or the queue closes (at once if there is one already);
+//     unwatch_*(ticket) unregisters it (false: already woken); pass_on_*() hands a wake-up that
+//     its waiter did not use to the next async waiter.
 //
 // Requirements: T is movable; its destructor may run on any thread that calls get, take_all or
 // remove_if (never under the queue's lock).
@@ -41,6 +45,8 @@
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include "xinterp/async_waiters.h"
 
 namespace xinterp {
 
@@ -119,6 +125,7 @@ class BlockingQueue {
       std::lock_guard<std::mutex> lock(head_mu_);
       not_empty_.notify_one();
     }
+    if (!async_getters_.empty()) async_getters_.wake_one();
     return QueueStatus::kOk;
   }
 
@@ -146,6 +153,7 @@ class BlockingQueue {
         std::lock_guard<std::mutex> lock(tail_mu_);
         not_full_.notify_one();
       }
+      if (!async_putters_.empty()) async_putters_.wake_one();
     }
     return QueueStatus::kOk;
   }
@@ -158,7 +166,34 @@ class BlockingQueue {
     }
     not_empty_.notify_all();
     not_full_.notify_all();
+    async_getters_.wake_all();
+    async_putters_.wake_all();
   }
+
+  // Async waiters (see the contract above). watch_* may throw std::bad_alloc (nothing
+  // registered then).
+  uint64_t watch_get(std::shared_ptr<AsyncWaker> waker, uint64_t token) {
+    const uint64_t ticket = async_getters_.add(std::move(waker), token);  // seq_cst
+    pass_on_get();  // an item put before we registered: its put may not have seen us
+    return ticket;
+  }
+  uint64_t watch_put(std::shared_ptr<AsyncWaker> waker, uint64_t token) {
+    const uint64_t ticket = async_putters_.add(std::move(waker), token);
+    pass_on_put();
+    return ticket;
+  }
+  bool unwatch_get(uint64_t ticket) { return async_getters_.remove(ticket); }
+  bool unwatch_put(uint64_t ticket) { return async_putters_.remove(ticket); }
+  void pass_on_get() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (size() > 0 || closed()) async_getters_.wake_one();
+  }
+  void pass_on_put() {
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (maxsize_ == 0 || size() < maxsize_ || closed()) async_putters_.wake_one();
+  }
+  size_t async_get_waiters() const noexcept { return async_getters_.size(); }
+  size_t async_put_waiters() const noexcept { return async_putters_.size(); }
 
   // Wakes every parked put and get, to look at their cancel flag (set it before calling).
   void wake_all() {
@@ -211,8 +246,11 @@ class BlockingQueue {
     }
     for (Node* n : dead) delete n;
     if (!removed.empty() && maxsize_ != 0) {
-      std::lock_guard<std::mutex> lock(tail_mu_);
-      not_full_.notify_all();
+      {
+        std::lock_guard<std::mutex> lock(tail_mu_);
+        not_full_.notify_all();
+      }
+      async_putters_.wake_all();
     }
     return removed;
   }
@@ -288,6 +326,9 @@ class BlockingQueue {
   alignas(64) std::atomic<int> get_waiters_{0};
   std::atomic<int> put_waiters_{0};
   std::atomic<bool> closed_{false};
+  // Waiters that park no thread (event loops' coroutines).
+  AsyncWaiters async_getters_;
+  AsyncWaiters async_putters_;
 };
 
 }  // namespace xinterp

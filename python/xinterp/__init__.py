@@ -363,6 +363,24 @@ class Interpreter:
         t.start()
         return t
 
+    # asyncio (README "asyncio"; the machinery is in _aio.py).
+    async def acall(self, callable, /, *args, **kwargs):
+        """Awaitable call(): the same result, or the same exceptions (ExecutionFailed etc.).
+
+        Calls run on one worker thread per interpreter, in the order awaited, however many
+        coroutines await. Cancelled before it started: it never runs. Cancelled while running:
+        the call is interrupted (asyncio.CancelledError raised in the target, see interrupt())
+        and CancelledError is raised here once the target stopped.
+        """
+        from . import _aio
+        return await _aio.run_call(self, lambda: self.call(callable, *args, **kwargs),
+                                   'Interpreter.acall()')
+
+    async def aexec(self, code, /):
+        """Awaitable exec(); see acall() for threads and cancellation."""
+        from . import _aio
+        return await _aio.run_call(self, lambda: self.exec(code), 'Interpreter.aexec()')
+
 
 _xinterp._register_class('Interpreter', Interpreter)  # Interpreter objects travel by id
 

@@ -114,6 +114,13 @@ class RecvChannel(_ChannelEnd):
             return default
         return obj
 
+    async def arecv(self, timeout=None):
+        """Awaitable recv(): waits for an object without parking a thread (TimeoutError after
+        timeout seconds). Cancelled: nothing was received (the object stays for the next
+        receiver). Must be awaited in a running asyncio loop."""
+        from . import _aio
+        return await _aio.channel_arecv(self, timeout)
+
     def close(self):
         _xinterp.channel_close(self._id, False, True, False)
 
@@ -129,6 +136,17 @@ class SendChannel(_ChannelEnd):
     def send(self, obj, timeout=None, *, unbound=None, unbounditems=None):
         """Send obj and wait until it is received (up to timeout seconds: TimeoutError)."""
         self._channel().send(obj, _flag(unbounditems or unbound), True, timeout, False)
+
+    async def asend(self, obj, timeout=None, *, unbound=None, unbounditems=None):
+        """Awaitable send(): queues obj, then waits (parking no thread) until it is received.
+
+        TimeoutError after timeout seconds (obj withdrawn). Cancelled: obj is withdrawn, so a
+        CancelledError means it was not and will not be received; if a receiver had taken it
+        before the cancellation took effect, the send is complete and asend() returns normally
+        (the cancellation is absorbed, as asyncio allows).
+        """
+        from . import _aio
+        await _aio.channel_asend(self, obj, timeout, _flag(unbounditems or unbound), False)
 
     def send_nowait(self, obj, *, unbound=None, unbounditems=None):
         """Send obj without waiting for it to be received."""

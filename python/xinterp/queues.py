@@ -175,5 +175,25 @@ class Queue:
     def get_nowait(self):
         return self._handle.get_nowait()
 
+    # asyncio (README "asyncio"; the machinery is in _aio.py).
+    def aget(self, timeout=None):
+        """Awaitable get(): waits for an item without parking a thread.
+
+        Raises QueueEmpty when none came within timeout seconds. Cancelled (CancelledError,
+        asyncio.timeout, wait_for): nothing was taken; the item stays for the next getter.
+        Must be awaited in a running asyncio loop (RuntimeError otherwise).
+        """
+        from . import _aio
+        return _aio.queue_aget(self, timeout)
+
+    def aput(self, obj, timeout=None, *, unbounditems=None):
+        """Awaitable put(): waits for room (bounded queues) without parking a thread.
+
+        Raises QueueFull when no room came within timeout seconds. Cancelled: obj was not put
+        (an item is put only by the awaiting coroutine itself, all at once).
+        """
+        from . import _aio
+        return _aio.queue_aput(self, obj, timeout, unbounditems)
+
 
 _xinterp._register_class('Queue', Queue)  # Queue objects travel by id

@@ -2,11 +2,13 @@
 // functions, over ChannelRegistry. xinterp.channels wraps them in RecvChannel and SendChannel.
 #include <Python.h>
 
+#include <new>
 #include <optional>
 #include <utility>
 
 #include "bindings/boundary.h"
 #include "bindings/exceptions.h"
+#include "bindings/loop_waker_capsule.h"
 #include "bindings/module_state.h"
 #include "engine/fork_generation.h"
 #include "objects/channel.h"
@@ -73,23 +75,18 @@ PyObject* mod_channel_create(PyObject*, PyObject* arg) {
   return PyLong_FromLongLong(ChannelRegistry::get().create(unbound));
 }
 
-// Sends obj on ch: unbound_arg is a policy flag (0: the channel's default); the rest are truth
-// values and a timeout.
-PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbound_arg,
-                  PyObject* wait_arg, PyObject* timeout_arg, PyObject* buffer_only_arg) {
+// Encodes obj and queues it on ch (with a receipt in *receipt when `wait`); false with the
+// error set if it could not. unbound_arg is a policy flag (0: the channel's default).
+bool post_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbound_arg, bool wait,
+             bool buffer_only, std::shared_ptr<Receipt>* receipt) {
   UnboundOp unbound = ch.unbound;
   const bool use_default = PyLong_Check(unbound_arg) && PyObject_Not(unbound_arg) == 1;
-  if (!use_default && !parse_unbound(unbound_arg, &unbound)) return nullptr;
-  const int wait = PyObject_IsTrue(wait_arg);
-  const int buffer_only = PyObject_IsTrue(buffer_only_arg);
-  if (wait < 0 || buffer_only < 0) return nullptr;
-  std::optional<std::chrono::nanoseconds> timeout;
-  if (!parse_timeout(timeout_arg, &timeout)) return nullptr;
+  if (!use_default && !parse_unbound(unbound_arg, &unbound)) return false;
   if (buffer_only && !PyObject_CheckBuffer(obj)) {
     PyErr_Format(PyExc_TypeError,
                  "send_buffer() needs an object with the buffer protocol, got %.200s",
                  Py_TYPE(obj)->tp_name);
-    return nullptr;
+    return false;
   }
   Item item;
   ModuleState* st = state_of(module);
@@ -97,19 +94,42 @@ PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbou
   // send_buffer() lends the buffer (as 3.13's draft does): through a memoryview, the one kind of
   // buffer that is shared without a copy.
   PyObject* view = buffer_only ? PyMemoryView_FromObject(obj) : Py_NewRef(obj);
-  if (view == nullptr) return nullptr;
+  if (view == nullptr) return false;
   Status s = encode(view, Fallback::kFull, &item.value, &sender);
   Py_DECREF(view);
-  if (!s.ok()) return raise(module, s);
+  if (!s.ok()) {
+    raise(module, s);
+    return false;
+  }
   item.sender = (*st->self)->py_id;
   item.unbound = unbound;
-  ChannelRegistry& channels = ChannelRegistry::get();
-  std::shared_ptr<Receipt> receipt;
   ChannelResult r;
   Py_BEGIN_ALLOW_THREADS
-  r = channels.post(ch, std::move(item), wait != 0, &receipt);
+  r = ChannelRegistry::get().post(ch, std::move(item), wait, receipt);
   Py_END_ALLOW_THREADS
-  if (r != ChannelResult::kOk || receipt == nullptr) return channel_result_error(module, r, ch.id);
+  if (r != ChannelResult::kOk) {
+    channel_result_error(module, r, ch.id);
+    return false;
+  }
+  return true;
+}
+
+// Sends obj on ch: unbound_arg is a policy flag (0: the channel's default); the rest are truth
+// values and a timeout.
+PyObject* send_on(PyObject* module, XChannel& ch, PyObject* obj, PyObject* unbound_arg,
+                  PyObject* wait_arg, PyObject* timeout_arg, PyObject* buffer_only_arg) {
+  const int wait = PyObject_IsTrue(wait_arg);
+  const int buffer_only = PyObject_IsTrue(buffer_only_arg);
+  if (wait < 0 || buffer_only < 0) return nullptr;
+  std::optional<std::chrono::nanoseconds> timeout;
+  if (!parse_timeout(timeout_arg, &timeout)) return nullptr;
+  std::shared_ptr<Receipt> receipt;
+  if (!post_on(module, ch, obj, unbound_arg, wait != 0, buffer_only != 0, &receipt)) {
+    return nullptr;
+  }
+  if (receipt == nullptr) Py_RETURN_NONE;
+  ChannelRegistry& channels = ChannelRegistry::get();
+  ChannelResult r;
   // Wait in slices so that a signal handler (Ctrl-C) runs; the item is withdrawn if it raises
   // or the timeout passes before a receiver took it.
   bool interrupted = false;
@@ -227,6 +247,129 @@ PyObject* handle_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
   return recv_on(module, *ch, args[0], args[1]);
 }
 
+// --- asyncio (xinterp._aio): arecv/asend park no thread ---------------------------------------
+// watch_recv(waker, token) -> ticket / unwatch_recv(ticket) / pass_on_recv(): as the queues'
+// (queue_functions.cc). post(obj, unbound, buffer_only) -> receipt: queues obj for asend(); the
+// receipt's module functions below tell, wait for and withdraw it.
+
+PyObject* handle_watch_recv(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "watch_recv(waker, token)");
+    return nullptr;
+  }
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  std::shared_ptr<LoopWaker> waker = loop_waker_of(args[0]);
+  if (waker == nullptr) return nullptr;
+  const unsigned long long token = PyLong_AsUnsignedLongLong(args[1]);
+  if (token == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  try {
+    return PyLong_FromUnsignedLongLong(ch->items.watch_get(std::move(waker), token));
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
+}
+
+PyObject* handle_unwatch_recv(PyObject* self, PyObject* arg) {
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  const unsigned long long ticket = PyLong_AsUnsignedLongLong(arg);
+  if (ticket == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  return PyBool_FromLong(ch->items.unwatch_get(ticket));
+}
+
+PyObject* handle_pass_on_recv(PyObject* self, PyObject*) {
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  ch->items.pass_on_get();
+  Py_RETURN_NONE;
+}
+
+constexpr const char* kReceiptCapsule = "xinterp._channel_receipt";
+
+void receipt_capsule_destructor(PyObject* capsule) {
+  delete static_cast<std::shared_ptr<Receipt>*>(PyCapsule_GetPointer(capsule, kReceiptCapsule));
+}
+
+Receipt* receipt_of(PyObject* capsule) {
+  if (!PyCapsule_IsValid(capsule, kReceiptCapsule)) {
+    PyErr_Format(PyExc_TypeError, "expected a channel receipt, got %.200s",
+                 Py_TYPE(capsule)->tp_name);
+    return nullptr;
+  }
+  return static_cast<std::shared_ptr<Receipt>*>(PyCapsule_GetPointer(capsule, kReceiptCapsule))
+      ->get();
+}
+
+// post(obj, unbound, buffer_only) -> receipt
+PyObject* handle_post(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "post(obj, unbound, buffer_only)");
+    return nullptr;
+  }
+  PyObject* module;
+  XChannel* ch = handle_channel(self, &module);
+  if (ch == nullptr) return nullptr;
+  const int buffer_only = PyObject_IsTrue(args[2]);
+  if (buffer_only < 0) return nullptr;
+  std::shared_ptr<Receipt> receipt;
+  if (!post_on(module, *ch, args[0], args[1], true, buffer_only != 0, &receipt)) return nullptr;
+  auto* p = new std::shared_ptr<Receipt>(std::move(receipt));
+  PyObject* capsule = PyCapsule_New(p, kReceiptCapsule, receipt_capsule_destructor);
+  if (capsule == nullptr) {
+    ChannelRegistry::withdraw(**p);  // nobody will wait for it
+    delete p;
+  }
+  return capsule;
+}
+
+// channel_receipt_state(receipt) -> 0 pending, 1 received, 2 closed (withdrawn)
+PyObject* mod_receipt_state(PyObject*, PyObject* arg) {
+  Receipt* r = receipt_of(arg);
+  return r ? PyLong_FromLong(static_cast<long>(receipt_state(*r))) : nullptr;
+}
+
+PyObject* mod_receipt_watch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 3) {
+    PyErr_SetString(PyExc_TypeError, "channel_receipt_watch(receipt, waker, token)");
+    return nullptr;
+  }
+  Receipt* r = receipt_of(args[0]);
+  if (r == nullptr) return nullptr;
+  std::shared_ptr<LoopWaker> waker = loop_waker_of(args[1]);
+  if (waker == nullptr) return nullptr;
+  const unsigned long long token = PyLong_AsUnsignedLongLong(args[2]);
+  if (token == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  try {
+    return PyLong_FromUnsignedLongLong(receipt_watch(*r, std::move(waker), token));
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
+}
+
+PyObject* mod_receipt_unwatch(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "channel_receipt_unwatch(receipt, ticket)");
+    return nullptr;
+  }
+  Receipt* r = receipt_of(args[0]);
+  if (r == nullptr) return nullptr;
+  const unsigned long long ticket = PyLong_AsUnsignedLongLong(args[1]);
+  if (ticket == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  return PyBool_FromLong(r->waiters.remove(ticket));
+}
+
+// channel_receipt_withdraw(receipt) -> True if it had been received after all (then it stays
+// delivered), False if withdrawn (a receiver skips it).
+PyObject* mod_receipt_withdraw(PyObject*, PyObject* arg) {
+  Receipt* r = receipt_of(arg);
+  if (r == nullptr) return nullptr;
+  return PyBool_FromLong(ChannelRegistry::withdraw(*r) == ChannelResult::kOk);
+}
+
 void channel_handle_dealloc(PyObject* self) {
   auto* h = reinterpret_cast<ChannelHandle*>(self);
   PyTypeObject* type = Py_TYPE(self);
@@ -240,6 +383,11 @@ PyMethodDef kHandleMethods[] = {
     {"send", fastcall(handle_send), METH_FASTCALL,
      "send(obj, unbound, wait, timeout, buffer_only)"},
     {"recv", fastcall(handle_recv), METH_FASTCALL, "recv(block, timeout) -> (found, obj)"},
+    {"watch_recv", fastcall(handle_watch_recv), METH_FASTCALL,
+     "watch_recv(waker, token) -> ticket"},
+    {"unwatch_recv", handle_unwatch_recv, METH_O, "unwatch_recv(ticket) -> False if woken"},
+    {"pass_on_recv", handle_pass_on_recv, METH_NOARGS, "pass_on_recv(): hand a wake-up on"},
+    {"post", fastcall(handle_post), METH_FASTCALL, "post(obj, unbound, buffer_only) -> receipt"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -321,6 +469,14 @@ PyMethodDef kMethods[] = {
     {"channel_info", mod_channel_info, METH_O,
      "channel_info(id) -> (state, count, unbound, parked receivers)"},
     {"channel_list_all", mod_channel_list_all, METH_NOARGS, "[(id, unbound)]"},
+    {"channel_receipt_state", mod_receipt_state, METH_O,
+     "channel_receipt_state(receipt) -> 0 pending, 1 received, 2 closed"},
+    {"channel_receipt_watch", fastcall(mod_receipt_watch), METH_FASTCALL,
+     "channel_receipt_watch(receipt, waker, token) -> ticket"},
+    {"channel_receipt_unwatch", fastcall(mod_receipt_unwatch), METH_FASTCALL,
+     "channel_receipt_unwatch(receipt, ticket) -> False if woken"},
+    {"channel_receipt_withdraw", mod_receipt_withdraw, METH_O,
+     "channel_receipt_withdraw(receipt) -> True if it was received after all"},
     {nullptr, nullptr, 0, nullptr},
 };
 

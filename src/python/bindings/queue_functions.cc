@@ -8,6 +8,7 @@
 
 #include "bindings/boundary.h"
 #include "bindings/exceptions.h"
+#include "bindings/loop_waker_capsule.h"
 #include "bindings/module_state.h"
 #include "engine/fork_generation.h"
 #include "objects/queue.h"
@@ -251,6 +252,63 @@ PyObject* handle_info(PyObject* self, PyObject*) {
                        q.items.get_waiters(), q.items.put_waiters());
 }
 
+// --- Async waiters (xinterp._aio): a coroutine parks no thread --------------------------------
+// watch_get(waker, token) / watch_put(waker, token) -> ticket: the waker (a loop's, see
+// loop_waker_capsule.h) is told `token` when an item / room appears or the queue closes (at
+// once if there is one now). unwatch_get/put(ticket) -> False if it was woken already;
+// pass_on_get/put(): the woken coroutine did not use its wake-up (cancelled): the next one gets
+// it. async_waiters() -> (getters, putters) registered now.
+
+template <bool kGet>
+PyObject* handle_watch(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+  if (nargs != 2) {
+    PyErr_SetString(PyExc_TypeError, "watch(waker, token)");
+    return nullptr;
+  }
+  XQueue* q = handle_queue(self);
+  if (q == nullptr) return nullptr;
+  std::shared_ptr<LoopWaker> waker = loop_waker_of(args[0]);
+  if (waker == nullptr) return nullptr;
+  const unsigned long long token = PyLong_AsUnsignedLongLong(args[1]);
+  if (token == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  uint64_t ticket;
+  try {
+    ticket = kGet ? q->items.watch_get(std::move(waker), token)
+                  : q->items.watch_put(std::move(waker), token);
+  } catch (const std::bad_alloc&) {
+    return PyErr_NoMemory();
+  }
+  return PyLong_FromUnsignedLongLong(ticket);
+}
+
+template <bool kGet>
+PyObject* handle_unwatch(PyObject* self, PyObject* arg) {
+  XQueue* q = handle_queue(self);
+  if (q == nullptr) return nullptr;
+  const unsigned long long ticket = PyLong_AsUnsignedLongLong(arg);
+  if (ticket == static_cast<unsigned long long>(-1) && PyErr_Occurred()) return nullptr;
+  return PyBool_FromLong(kGet ? q->items.unwatch_get(ticket) : q->items.unwatch_put(ticket));
+}
+
+template <bool kGet>
+PyObject* handle_pass_on(PyObject* self, PyObject*) {
+  XQueue* q = handle_queue(self);
+  if (q == nullptr) return nullptr;
+  if (kGet) {
+    q->items.pass_on_get();
+  } else {
+    q->items.pass_on_put();
+  }
+  Py_RETURN_NONE;
+}
+
+PyObject* handle_async_waiters(PyObject* self, PyObject*) {
+  XQueue* q = handle_queue(self);
+  if (q == nullptr) return nullptr;
+  return Py_BuildValue("(nn)", static_cast<Py_ssize_t>(q->items.async_get_waiters()),
+                       static_cast<Py_ssize_t>(q->items.async_put_waiters()));
+}
+
 PyObject* handle_id(PyObject* self, void*) {
   return PyLong_FromLongLong((*reinterpret_cast<QueueHandle*>(self)->queue)->id);
 }
@@ -277,6 +335,15 @@ PyMethodDef kHandleMethods[] = {
     {"get_nowait", handle_get_nowait, METH_NOARGS, "get_nowait()"},
     {"info", handle_info, METH_NOARGS,
      "info() -> (size, maxsize, unbound, parked getters, parked putters)"},
+    {"watch_get", fastcall(handle_watch<true>), METH_FASTCALL, "watch_get(waker, token) -> ticket"},
+    {"watch_put", fastcall(handle_watch<false>), METH_FASTCALL,
+     "watch_put(waker, token) -> ticket"},
+    {"unwatch_get", handle_unwatch<true>, METH_O, "unwatch_get(ticket) -> False if woken already"},
+    {"unwatch_put", handle_unwatch<false>, METH_O, "unwatch_put(ticket) -> False if woken already"},
+    {"pass_on_get", handle_pass_on<true>, METH_NOARGS, "pass_on_get(): hand an unused wake-up on"},
+    {"pass_on_put", handle_pass_on<false>, METH_NOARGS, "pass_on_put(): hand an unused wake-up on"},
+    {"async_waiters", handle_async_waiters, METH_NOARGS,
+     "async_waiters() -> (coroutines waiting to get, to put)"},
     {nullptr, nullptr, 0, nullptr},
 };
 
@@ -357,6 +424,7 @@ int add_queue_functions(PyObject* module) {
   }
   st->queue_handle_type = PyType_FromModuleAndSpec(module, &kHandleSpec, nullptr);
   if (st->queue_handle_type == nullptr) return -1;
+  if (add_loop_waker_functions(module) < 0) return -1;
   return PyModule_AddFunctions(module, kMethods);
 }
 

@@ -14,14 +14,31 @@ namespace {
 bool acknowledge(Item& item) {
   if (item.receipt == nullptr) return true;
   Receipt& r = *item.receipt;
-  internal::MutexLock lock(r.mu);
-  if (r.withdrawn) return false;
-  r.received.store(true, std::memory_order_release);
-  r.cv.notify_all();
+  {
+    internal::MutexLock lock(r.mu);
+    if (r.withdrawn) return false;
+    r.received.store(true, std::memory_order_release);
+    r.cv.notify_all();
+  }
+  r.waiters.wake_all();
   return true;
 }
 
 }  // namespace
+
+ReceiptState receipt_state(Receipt& r) {
+  internal::MutexLock lock(r.mu);
+  if (r.received.load(std::memory_order_acquire)) return ReceiptState::kReceived;
+  return r.closed ? ReceiptState::kClosed : ReceiptState::kPending;
+}
+
+uint64_t receipt_watch(Receipt& r, std::shared_ptr<AsyncWaker> waker, uint64_t token) {
+  const uint64_t ticket = r.waiters.add(std::move(waker), token);
+  // Settled before we registered: its wake_all() may have missed us (it runs after the state
+  // is written, and we look at the state after registering).
+  if (receipt_state(r) != ReceiptState::kPending) r.waiters.wake_all();
+  return ticket;
+}
 
 ChannelRegistry& ChannelRegistry::get() {
   static ChannelRegistry* registry = new ChannelRegistry();  // leaked: daemon threads at exit
@@ -135,9 +152,12 @@ void ChannelRegistry::finish(const std::shared_ptr<XChannel>& ch) {
   std::deque<Item> rest = ch->items.take_all();
   for (Item& item : rest) {
     if (item.receipt == nullptr) continue;
-    internal::MutexLock lock(item.receipt->mu);
-    item.receipt->closed = true;
-    item.receipt->cv.notify_all();
+    {
+      internal::MutexLock lock(item.receipt->mu);
+      item.receipt->closed = true;
+      item.receipt->cv.notify_all();
+    }
+    item.receipt->waiters.wake_all();
   }
   // `rest` is destroyed here: borrows go back to their owners.
 }

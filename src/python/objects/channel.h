@@ -24,16 +24,26 @@
 #include "engine/engine_listener.h"
 #include "objects/id_registry.h"
 #include "objects/item.h"
+#include "xinterp/async_waiters.h"
 
 namespace xinterp::python {
 
+// (asend(): a coroutine awaiting the receipt registers in `waiters`, woken when it is received
+// or the channel closes; it never parks a thread.)
 struct Receipt {
   internal::Mutex mu;
   internal::CondVar cv;
   std::atomic<bool> received{false};         // written under mu; read without it to spin
   bool withdrawn XI_GUARDED_BY(mu) = false;  // the sender gave up (timeout or close)
   bool closed XI_GUARDED_BY(mu) = false;     // the channel closed while the item waited
+  AsyncWaiters waiters;                      // coroutines awaiting it (woken outside mu)
 };
+
+// A receipt's state for a coroutine that awaits it: kReceived, kClosed (withdrawn), or
+// kPending. watch(): registers a waiter and wakes it at once if the receipt is settled.
+enum class ReceiptState { kPending = 0, kReceived = 1, kClosed = 2 };
+ReceiptState receipt_state(Receipt& r);
+uint64_t receipt_watch(Receipt& r, std::shared_ptr<AsyncWaker> waker, uint64_t token);
 
 // The channel states, with the values the Python layer sees (exported once, from here:
 // bindings/channel_functions.cc adds them to the module as CHANNEL_*).
