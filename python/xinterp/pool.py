@@ -464,13 +464,8 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
     def _initializer_failed(self):
         with self._shutdown_lock:
             self._broken = _BROKEN_REASON
-            while True:
-                try:
-                    item = self._work_queue.get_nowait()
-                except _queue.Empty:
-                    break
-                if item is not None:
-                    item.future.set_exception(BrokenInterpreterPool(self._broken))
+            for item in self._take_queued():
+                item.future.set_exception(BrokenInterpreterPool(self._broken))
 
     def map(self, fn, *iterables, timeout=None, chunksize=1, buffersize=None):
         """Returns an iterator equivalent to map(fn, *iterables), the calls run in the workers.
@@ -532,14 +527,19 @@ class InterpreterPoolExecutor(_futures.ThreadPoolExecutor):
             for t in list(self._threads):
                 t.join()
 
-    def _cancel_pending(self):
+    def _take_queued(self):
+        """Takes the work items still queued (not the workers' None wake-ups)."""
         while True:
             try:
                 item = self._work_queue.get_nowait()
             except _queue.Empty:
-                break
+                return
             if item is not None:
-                item.future.cancel()
+                yield item
+
+    def _cancel_pending(self):
+        for item in self._take_queued():
+            item.future.cancel()
 
     def _interrupt_running(self):
         for ctx in list(self._contexts):

@@ -589,20 +589,43 @@ def _spin_until_interrupted(started):
         raise
 
 
+def _drain(q):
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queues.QueueEmpty:
+            return out
+
+
 @needs_interrupt
 def test_wait_for_and_timeout_interrupt_a_running_acall(interp):
     started = queues.create()
 
     async def main():
+        # wait_for: a call its timeout ends before it started never runs; one that started is
+        # interrupted, and stopped before wait_for raised. No duration is assumed: the timeout
+        # doubles until a run started in time was seen.
+        timeout = 0.01
+        while True:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(interp.acall(_spin_until_interrupted, started), timeout)
+            seen = _drain(started)
+            assert seen in ([], ['running', 'interrupted']), seen
+            if seen:
+                break
+            timeout *= 2
+            assert timeout < GUARD
+        # asyncio.timeout, expired once the target announced it runs.
         with pytest.raises(TimeoutError):
-            await asyncio.wait_for(interp.acall(_spin_until_interrupted, started), 0.05)
-        assert started.get_nowait() == 'running'
-        assert started.get_nowait() == 'interrupted'
-        with pytest.raises(TimeoutError):
-            async with asyncio.timeout(0.05):
-                await interp.acall(_spin_until_interrupted, started)
-        assert [started.get_nowait(), started.get_nowait()] == ['running', 'interrupted']
+            async with asyncio.timeout(None) as cm:
+                t = asyncio.ensure_future(interp.acall(_spin_until_interrupted, started))
+                assert await asyncio.to_thread(started.get, timeout=GUARD) == 'running'
+                cm.reschedule(asyncio.get_running_loop().time())
+                await t
+        assert _drain(started) == ['interrupted']
     run(main())
+    assert interp.call(pow, 2, 3) == 8
 
 
 # --- the executor --------------------------------------------------------------------------------

@@ -230,3 +230,39 @@ def test_interrupt_while_arguments_are_rebuilt_is_the_interrupt_not_notshareable
     err = interrupted_with(out, 'TimeoutError')
     assert 'stop' in str(err)
     assert interp.call(sum, [1, 2]) == 3
+
+
+def test_interrupt_inside_an_import_leaves_the_interpreter_clean(interp, ready, tmp_path):
+    # Interrupted in pkg/__init__ after pkg.sub was imported: pkg is dropped from sys.modules but
+    # pkg.sub stays; a later `import pkg` would then fail (`sub` not bound on the new package,
+    # NameError), as asyncio's own __init__ did. The orphan is forgotten as the run ends.
+    pkg = tmp_path / 'xinterp_orphan_pkg'
+    pkg.mkdir()
+    (pkg / 'sub.py').write_text('VALUE = 1\n')
+    (pkg / '__init__.py').write_text(
+        'from .sub import *\n'
+        'ANSWER = sub.VALUE\n'
+        'import builtins\n'
+        'if not getattr(builtins, "stop_spinning", False):\n'
+        '    builtins.ready.put("importing")\n'
+        '    while True:\n'
+        '        pass\n')
+    interp.exec(f'import sys, builtins\nsys.path.insert(0, {str(tmp_path)!r})\n'
+                f'from xinterp import queues\nbuiltins.ready = queues.Queue({ready.id})\n')
+    before = xinterp.runtime_stats()['modules_forgotten_after_interrupt']
+    out = {}
+
+    def run():
+        try:
+            interp.exec('import xinterp_orphan_pkg')
+        except BaseException as e:  # noqa: BLE001
+            out['error'] = e
+    t = threading.Thread(target=run)
+    t.start()
+    assert ready.get(timeout=60) == 'importing'
+    assert interp.interrupt() is True
+    t.join(60)
+    interrupted_with(out, 'KeyboardInterrupt')
+    assert xinterp.runtime_stats()['modules_forgotten_after_interrupt'] > before
+    interp.exec('import builtins\nbuiltins.stop_spinning = True\n'
+                'import xinterp_orphan_pkg\nassert xinterp_orphan_pkg.ANSWER == 1\n')

@@ -6,8 +6,9 @@ Cases (each repeated --runs times; median, min, stdev over runs):
   fan-in 10k coroutines      10 000 coroutines await aget() on 100 queues; two sub-interpreters
                              put the items: wall time; notes: all received, nothing lost, and the
                              growth of the thread count while they wait
-  put -> aget resumes p50/99 a sub-interpreter puts a timestamp, the coroutine in main that
-                             awaits it resumes: µs; vs `await asyncio.to_thread(q.get)`
+  put -> aget resumes p50/99 a sub-interpreter puts a timestamp once the consumer is parked,
+                             the coroutine in main that awaits it resumes: µs; vs
+                             `await asyncio.to_thread(q.get)` (its thread parked in get())
   acall round trip           `await interp.acall(noop)` vs `asyncio.to_thread(interp.call, noop)`
 
 usage: python -m xinterp.bench.aio [--runs N] [--quick] [--json PATH] [--markdown]
@@ -24,11 +25,18 @@ from xinterp import queues
 from .helpers import noop
 from .stats import cli
 
+# The producer puts only once the consumer is parked (a coroutine registered as an async
+# waiter, or the to_thread worker parked in get()), so that every sample is a real wake-up, not
+# an item that was already there when the consumer looked.
 PRODUCER = '''
 import time
 from xinterp import queues
 go, out = queues.Queue(GO), queues.Queue(OUT)
+def parked():
+    return out._handle.async_waiters()[0] if ASYNC else out._handle.info()[3]
 while go.get() is not None:
+    while not parked():
+        pass
     out.put(time.perf_counter_ns())
 '''
 
@@ -70,7 +78,8 @@ async def fan_in(interps, n=10_000, nq=100):
 async def latencies(interp, rounds, use_thread):
     go, out = queues.create(), queues.create()
     t = threading.Thread(target=interp.exec, args=(
-        PRODUCER.replace('GO', str(go.id)).replace('OUT', str(out.id)),))
+        PRODUCER.replace('GO', str(go.id)).replace('OUT', str(out.id))
+        .replace('ASYNC', str(not use_thread)),))
     t.start()
     samples = []
     for _ in range(rounds):

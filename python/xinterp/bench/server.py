@@ -18,7 +18,6 @@ usage: python -m xinterp.bench.server [--runs N] [--fast] [--seconds S] [--conne
                                       [--workers W] [--server PATH] [--json PATH] [--markdown]
 """
 import argparse
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from .stats import format_table, summary
+from .stats import report, summary
 
 BACKENDS = (('interp', 'xinterp'), ('thread', 'ThreadPoolExecutor'),
             ('process', 'ProcessPoolExecutor'))
@@ -322,13 +321,7 @@ def main(argv=None):
     if out is None:
         return 2
     results, notes = out
-    print(format_table(results, args.markdown))
-    print()
-    print('\n'.join(notes))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
-                                         'notes': notes}, indent=1))
+    report(results, notes, args.markdown, args.json)
     return 0
 
 

@@ -83,8 +83,6 @@ def format_table(results, markdown=False):
 def cli(prog, doc, run, default_runs, argv=None):
     """The command line shared by the suite's parts: --runs, --quick, --json, --markdown."""
     import argparse
-    import json
-    import sys
     from pathlib import Path
     ap = argparse.ArgumentParser(prog=prog, description=doc.splitlines()[0])
     ap.add_argument('--runs', type=int, default=default_runs)
@@ -93,11 +91,18 @@ def cli(prog, doc, run, default_runs, argv=None):
     ap.add_argument('--markdown', action='store_true')
     args = ap.parse_args(argv)
     results, notes = run(args.runs, args.quick)
-    print(format_table(results, args.markdown))
+    report(results, notes, args.markdown, args.json)
+    return 0
+
+
+def report(results, notes, markdown=False, json_path=None):
+    """Prints the table and its notes; writes them as JSON too if json_path is given."""
+    import json
+    import sys
+    print(format_table(results, markdown))
     print()
     print('\n'.join(notes))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({'python': sys.version, 'results': results,
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({'python': sys.version, 'results': results,
                                          'notes': notes}, indent=1))
-    return 0

@@ -110,6 +110,7 @@ PyObject* mod_runtime_stats(PyObject*, PyObject*) {
                               {"interrupt_rebuild_failed", intr.rebuild_failed},
                               {"interrupts_refused", intr.refused},
                               {"interrupted_at_exit", intr.at_exit},
+                              {"modules_forgotten_after_interrupt", intr.modules_forgotten},
                               {"drain_workers_started", reg.drain_workers_started},
                               {"housekeeper_inline_drains", reg.housekeeper_inline_drains},
                               {"drain_worker_start_failures", reg.drain_worker_start_failures},

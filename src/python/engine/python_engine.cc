@@ -745,6 +745,8 @@ Status PythonEngine::run(int64_t py_id, const std::function<Status()>& fn) {
   if (entered) {
     delete_ended_tstates(*rec);  // those of threads that ended since the last visit
     status = fn();
+    // An interrupt that landed inside an import leaves submodules whose package is gone.
+    if (interrupt_taken_here()) forget_orphan_modules();
     // A safe point on the way out: whatever was posted while we ran goes now.
     if (rec->owner->has_pending()) rec->owner->drain(DrainBy::kOwner);
     scope->end();

@@ -21,6 +21,7 @@ std::atomic<uint64_t> g_async{0};
 std::atomic<uint64_t> g_rebuild_failed{0};
 std::atomic<uint64_t> g_refused{0};
 std::atomic<uint64_t> g_at_exit{0};
+std::atomic<uint64_t> g_modules_forgotten{0};
 
 // What CPython's pending call carries: the interrupt and (weakly) its interpreter's record.
 struct Posted {
@@ -298,6 +299,35 @@ bool interrupt_taken_here() noexcept {
          s->rec_->interrupt->taken;
 }
 
+void forget_orphan_modules() {
+  PyObject* saved = PyErr_GetRaisedException();
+  PyObject* modules = PySys_GetObject("modules");  // borrowed
+  // Until nothing changes: dropping a.b orphans a.b.c.
+  bool changed = modules != nullptr && PyDict_Check(modules);
+  while (changed) {
+    changed = false;
+    PyObject* names = PyDict_Keys(modules);
+    if (names == nullptr) break;
+    for (Py_ssize_t k = 0; k < PyList_GET_SIZE(names); ++k) {
+      PyObject* name = PyList_GET_ITEM(names, k);
+      if (!PyUnicode_Check(name)) continue;
+      const Py_ssize_t dot = PyUnicode_FindChar(name, '.', 0, PyUnicode_GET_LENGTH(name), -1);
+      if (dot <= 0) continue;
+      PyObject* parent = PyUnicode_Substring(name, 0, dot);
+      if (parent == nullptr) break;
+      const int has_parent = PyDict_Contains(modules, parent);
+      Py_DECREF(parent);
+      if (has_parent == 0 && PyDict_DelItem(modules, name) == 0) {
+        g_modules_forgotten.fetch_add(1, std::memory_order_relaxed);
+        changed = true;
+      }
+    }
+    Py_DECREF(names);
+  }
+  PyErr_Clear();
+  PyErr_SetRaisedException(saved);
+}
+
 InterruptibleWait::InterruptibleWait(void (*wake)(void*), void* arg) {
   RunScope* s = t_scope;
   PyThreadState* ts;
@@ -341,6 +371,7 @@ InterruptStats interrupt_stats() noexcept {
   s.rebuild_failed = g_rebuild_failed.load(std::memory_order_relaxed);
   s.refused = g_refused.load(std::memory_order_relaxed);
   s.at_exit = g_at_exit.load(std::memory_order_relaxed);
+  s.modules_forgotten = g_modules_forgotten.load(std::memory_order_relaxed);
   return s;
 }
 

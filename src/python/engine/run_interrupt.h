@@ -103,6 +103,14 @@ bool take_interrupt_here();
 // exception seen now may be that interrupt, not the code's own failure (call() rebuilding its
 // arguments reports it as the interrupt, not as NotShareableError). Requires: attached.
 bool interrupt_taken_here() noexcept;
+// After a run an interrupt was raised in: forgets the modules of sys.modules whose parent
+// package is missing. An interrupt inside `import pkg` leaves pkg's submodules imported so far
+// in sys.modules while pkg itself is dropped; the next `import pkg` would then find them there
+// but not bound on the new package object (NameError in pkg/__init__). CPython has the same
+// hazard for a KeyboardInterrupt during an import; an interrupted interpreter of ours comes
+// back clean of it. Counted (modules_forgotten_after_interrupt). Requires: attached, no
+// exception set (one set is kept).
+void forget_orphan_modules();
 
 // A wait of xinterp's (queue, channel) for the length of one blocking operation: cancel() is
 // the flag to hand to the wait (nullptr when the thread runs no exec/call here), wake(arg) is
@@ -130,6 +138,7 @@ struct InterruptStats {
   uint64_t refused = 0;         // CPython's pending-call queue was full
   // exec/calls ended by the exit interrupt, or refused as the exit began (SystemExit in caller)
   uint64_t at_exit = 0;
+  uint64_t modules_forgotten = 0;  // forget_orphan_modules()
 };
 InterruptStats interrupt_stats() noexcept;
 void count_interrupted_at_exit() noexcept;
