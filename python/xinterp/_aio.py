@@ -17,6 +17,7 @@ order, and each completion resumes its coroutine through ``loop.call_soon_thread
 """
 
 import asyncio
+import os
 import collections
 import itertools
 import numbers
@@ -232,6 +233,17 @@ class _Worker:
 _workers = {}  # interpreter id -> _Worker
 _workers_lock = threading.Lock()
 _workers_cond = threading.Condition(_workers_lock)
+
+
+def _after_fork_in_child():
+    # The parent's workers did not survive the fork: the child starts its own.
+    global _workers, _workers_lock, _workers_cond
+    _workers = {}
+    _workers_lock = threading.Lock()
+    _workers_cond = threading.Condition(_workers_lock)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 IDLE_LINGER = 0.05  # seconds an idle worker waits for another call before it ends
 
 
@@ -262,6 +274,16 @@ async def run_call(interp, fn, what):
         raise
 
 
+_RETRY_INTERRUPT = 0.0005  # seconds between tries while a cancelled call's run has not begun
+
+
+def _interrupt(interp):
+    """Interrupts the call running in interp; whether one was. Called under _workers_lock:
+    the worker cannot move on to another call of this interpreter meanwhile, so the interrupt
+    reaches this call or none (an idle interpreter ignores it)."""
+    return interp.interrupt(asyncio.CancelledError)
+
+
 async def _stop(interp, worker, job):
     """A cancelled call: dropped if it has not started; else interrupted and waited for."""
     with _workers_lock:
@@ -270,12 +292,21 @@ async def _stop(interp, worker, job):
             return  # never ran
         except ValueError:
             pass
-        if worker.running is job:
-            # Under the lock: the worker cannot move on to another call of this interpreter,
-            # so the interrupt reaches this call or none (an idle interpreter ignores it).
-            interp.interrupt(asyncio.CancelledError)
+        posted = worker.running is job and _interrupt(interp)
     if job.outcome is None:
         job.stopped = job.loop.create_future()
+        # Not posted: the worker took the call but its run has not begun (the arguments are
+        # still being pickled). Tried again until the run is seen or the call has ended; the
+        # window is as long as that pickling.
+        while not posted and not job.stopped.done():
+            try:
+                await asyncio.sleep(_RETRY_INTERRUPT)
+            except asyncio.CancelledError:
+                pass  # cancelled again: the call must still end first
+            with _workers_lock:
+                if worker.running is not job:
+                    break
+                posted = _interrupt(interp)
         while not job.stopped.done():
             try:
                 await asyncio.shield(job.stopped)

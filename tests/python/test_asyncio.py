@@ -341,22 +341,24 @@ def test_awaiting_with_no_running_loop_is_a_clear_error(q1, chan, interp, make):
 
 
 def test_a_loop_in_a_sub_interpreter_awaits_queues_too(q, interp):
-    # The coroutine runs in the sub-interpreter; the put comes from the main one.
-    t = interp.call_in_thread(_run_loop_in_sub, q)
-    assert q.get(timeout=GUARD) == 'ready'
+    # The coroutine runs in the sub-interpreter; the put comes from the main one. (Its 'ready'
+    # and its answer go through another queue: on q it could take its own 'ready'.)
+    back = queues.create()
+    t = interp.call_in_thread(_run_loop_in_sub, q, back)
+    assert back.get(timeout=GUARD) == 'ready'
     assert_eventually(lambda: async_getters(q) == 1)
     q.put('to-sub')
     t.join(GUARD)
-    assert q.get(timeout=GUARD) == ('got', 'to-sub')
+    assert back.get(timeout=GUARD) == ('got', 'to-sub')
 
 
-def _run_loop_in_sub(q):
+def _run_loop_in_sub(q, back):
     import asyncio
 
     async def main():
-        q.put('ready')
+        back.put('ready')
         item = await q.aget()
-        q.put(('got', item))
+        back.put(('got', item))
     asyncio.run(main())
 
 
@@ -678,3 +680,56 @@ def test_anyio_asyncio_backend_cancel_scopes(q, interp, chan):
         q.put('left')
     anyio.run(main, backend='asyncio')
     assert q.get_nowait() == 'left'
+
+
+def test_acall_in_a_fork_child_on_an_inherited_interpreter_is_a_clear_error():
+    # The parent's worker thread (lingering after its call) did not survive the fork; the
+    # child's acall must not queue behind it forever.
+    proc = run_script('''
+        import asyncio, os
+        import xinterp
+        interp = xinterp.create()
+        async def main():
+            return await interp.acall(int, 7)
+        assert asyncio.run(main()) == 7
+        pid = os.fork()
+        if pid == 0:
+            try:
+                asyncio.run(main())
+                print('no error', flush=True)
+            except xinterp.InterpreterError as e:
+                print('InterpreterError', 'parent process' in str(e), flush=True)
+            os._exit(0)
+        os.waitpid(pid, 0)
+    ''')
+    assert proc.stdout.split() == ['InterpreterError', 'True'], proc.stdout + proc.stderr
+
+
+def _spin_forever(arg):
+    while True:
+        pass
+
+
+@needs_interrupt
+def test_acall_cancelled_while_its_arguments_are_pickled_is_still_interrupted(interp):
+    # The worker has taken the call but its run has not begun (the argument's __reduce__ runs):
+    # the interrupt finds nothing running yet and is tried again until the run begins. Without
+    # that, the call spun forever.
+    encoding, go_on = threading.Event(), threading.Event()
+
+    class PickledSlowly:
+        def __reduce__(self):
+            encoding.set()
+            go_on.wait(GUARD)
+            return (int, (5,))
+
+    async def main():
+        task = asyncio.ensure_future(interp.acall(_spin_forever, PickledSlowly()))
+        assert await asyncio.to_thread(encoding.wait, GUARD)
+        task.cancel()
+        await asyncio.sleep(0)  # the cancel is seen while the argument is still being pickled
+        go_on.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    run(main())
+    assert interp.call(pow, 2, 3) == 8

@@ -79,3 +79,43 @@ print("later call:", a.call(sum, [1, 2]), flush=True)
     assert rc == 0, err
     assert out.splitlines() == [
         'handler ran', 'ExecutionFailed: KeyboardInterrupt', 'later call: 3'], out + err
+
+
+def test_sigint_reaches_a_call_in_a_fork_child():
+    # The child inherits the chained handler but not the watcher thread: the first watched call
+    # in the child starts it again (it waited for the call to end before).
+    script = f'''
+import os, sys, threading
+sys.path.insert(0, {HERE!r})
+import xinterp
+import interrupt_helpers as ih
+xinterp.create().exec("x = 1")   # the parent's handler and watcher
+pid = os.fork()
+if pid == 0:
+    ready = xinterp.create_queue()
+    b = xinterp.create()
+    def announce():
+        ready.get(timeout=60)
+        print("ready", os.getpid(), flush=True)
+    threading.Thread(target=announce, daemon=True).start()
+    try:
+        b.call(ih.spin, ready)
+    except KeyboardInterrupt:
+        print("KeyboardInterrupt in child", flush=True)
+    print("later call:", b.call(sum, [1, 2]), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+'''
+    proc = subprocess.Popen([sys.executable, '-W', 'ignore::DeprecationWarning', '-c', script],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        word, child = proc.stdout.readline().split()
+        assert word == 'ready'
+        os.kill(int(child), signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == ['KeyboardInterrupt in child', 'later call: 3'], out + err

@@ -74,7 +74,8 @@ struct InterpRecord {
   std::atomic<int> hk_visits{0};
 
   // The exec()/call() in progress, for interrupt() (engine/run_interrupt.h). run_mu is a leaf
-  // lock, except that a wait's wake hook (a queue's or channel's own lock) is called under it.
+  // lock, except that a wait's wake hook (a queue's or channel's own lock) is called under it,
+  // and so is PyThreadState_SetAsyncExc (CPython's runtime list lock, taken without detaching).
   internal::Mutex run_mu;
   bool in_run XI_GUARDED_BY(run_mu) = false;
   uint64_t run_seq XI_GUARDED_BY(run_mu) = 0;          // which run: stale interrupts are dropped

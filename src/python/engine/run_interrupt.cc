@@ -77,6 +77,12 @@ void raise_here(const RunInterrupt& it) {
   if (exc != nullptr) PyErr_SetRaisedException(exc);
 }
 
+// Whether `it` is still the live, untaken interrupt of rec's run. Requires: rec.run_mu held.
+bool still_pending(const InterpRecord& rec, const std::shared_ptr<RunInterrupt>& it)
+    XI_REQUIRES(rec.run_mu) {
+  return rec.in_run && rec.run_seq == it->run_seq && rec.interrupt == it && !it->taken;
+}
+
 int on_pending(void* arg) {
   std::unique_ptr<Posted> posted(static_cast<Posted*>(arg));
   std::shared_ptr<InterpRecord> rec = posted->rec.lock();
@@ -85,35 +91,49 @@ int on_pending(void* arg) {
   PyThreadState* ts;
   if (!attached_to(*rec, &ts)) return 0;
   const unsigned long me = PyThread_get_thread_ident();
-  unsigned long target = 0;
+  bool mine = false;
   {
     internal::MutexLock lock(rec->run_mu);
     // Stale (the run ended, or a later one runs) or already taken: nothing to do.
-    if (!rec->in_run || rec->run_seq != it->run_seq || rec->interrupt != it || it->taken) return 0;
-    if (me != rec->run_thread) {
+    if (!still_pending(*rec, it)) return 0;
+    if (me == rec->run_thread) {
+      mine = true;
+      it->taken = true;
+      rec->cancel.store(false, std::memory_order_release);
+    } else if (rec->wait_wake != nullptr || rec->nested_into >= 0) {
       // The run's thread is in one of our waits or in a nested call: it takes the interrupt
       // itself as that ends (woken for it).
-      if (rec->wait_wake != nullptr || rec->nested_into >= 0) return 0;
-      target = rec->run_thread;
-      it->async = true;
+      return 0;
     }
-    it->taken = true;
-    rec->cancel.store(false, std::memory_order_release);
   }
-  if (target == 0) {
+  if (mine) {
     raise_here(*it);
     return -1;
   }
   // Another thread of the interpreter: hand it over. CPython raises only a class this way.
+  // Making the exception runs Python code (a rebuild, an __init__), which may let the run end
+  // meanwhile: it is handed over only if still pending after that, under run_mu, so a run that
+  // ended never keeps it for the next call.
   PyObject* exc = make_exception(*it);
   if (exc == nullptr) {
     cpy::write_unraisable("in xinterp's interrupt");
     return 0;
   }
-  PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(exc));
-  (void)PyThreadState_SetAsyncExc(target, type);
+  bool handed = false;
+  {
+    internal::MutexLock lock(rec->run_mu);
+    if (still_pending(*rec, it) && rec->wait_wake == nullptr && rec->nested_into < 0) {
+      PyObject* type = reinterpret_cast<PyObject*>(Py_TYPE(exc));
+      handed = PyThreadState_SetAsyncExc(rec->run_thread, type) > 0;
+      if (handed) {
+        it->taken = true;
+        it->async = true;
+        rec->cancel.store(false, std::memory_order_release);
+      }
+    }
+  }
   Py_DECREF(exc);
-  g_async.fetch_add(1, std::memory_order_relaxed);
+  if (handed) g_async.fetch_add(1, std::memory_order_relaxed);
   return 0;
 }
 
@@ -142,13 +162,14 @@ void wait_for_posters(InterpRecord& rec) {
 }  // namespace
 
 Status post_interrupt(const std::shared_ptr<InterpRecord>& rec, RunInterrupt::Kind kind,
-                      const XValue& exc, bool* posted) {
+                      const XValue& exc, bool* posted, unsigned long only_thread) {
   *posted = false;
   int64_t nested = -1;
   std::shared_ptr<RunInterrupt> it;
   {
     internal::MutexLock lock(rec->run_mu);
     if (!rec->in_run) return Status();
+    if (only_thread != 0 && rec->run_thread != only_thread) return Status();
     *posted = true;
     if (kind == RunInterrupt::Kind::kExit) rec->exit_posted = true;
     if (rec->interrupt != nullptr && !rec->interrupt->taken) return Status();  // first wins
@@ -185,7 +206,7 @@ Status post_interrupt(const std::shared_ptr<InterpRecord>& rec, RunInterrupt::Ki
     // The run's thread is inside a call into another interpreter: interrupt that run too.
     if (std::shared_ptr<InterpRecord> inner = PythonEngine::get().find(nested)) {
       bool inner_posted;
-      (void)post_interrupt(inner, kind, exc, &inner_posted);
+      (void)post_interrupt(inner, kind, exc, &inner_posted, only_thread);
     }
   }
   return Status();

@@ -61,8 +61,10 @@ struct RunInterrupt {
 // *posted). Returns an error only if CPython's pending-call queue was full (kInterpreter).
 // A kExit interrupt marks the run even when another interrupt is already pending (the call then
 // ends as exiting, whatever exception it raised).
+// only_thread (a PyThread ident, 0 = any): post only if that thread does the run (Ctrl-C
+// targets the main thread's call, never another thread's run that began after it).
 Status post_interrupt(const std::shared_ptr<InterpRecord>& rec, RunInterrupt::Kind kind,
-                      const XValue& exc, bool* posted);
+                      const XValue& exc, bool* posted, unsigned long only_thread = 0);
 
 // The run the calling thread is doing, for its whole length (PythonEngine::run). Construct it
 // as rec is marked running (still attached to the caller, or to nothing), and destroy it before

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "cpython/cpython_private.h"
+#include "engine/fork_generation.h"
 #include "engine/python_engine.h"
 #include "engine/run_interrupt.h"
 
@@ -25,6 +26,7 @@ std::atomic<int64_t> g_target{-1};   // the interpreter the main thread runs, or
 std::atomic<uint64_t> g_gen{0};      // which watched run (odd while one is under way)
 std::atomic<uint64_t> g_hit_gen{0};  // the run the last signal arrived in
 std::atomic<uint64_t> g_hits{0};
+std::atomic<unsigned long> g_main_thread{0};  // the watched run's thread (PyThread ident)
 // The handler ours replaced (CPython's), called after ours. One of the two is set.
 std::atomic<Handler> g_prev_handler{nullptr};
 std::atomic<Action> g_prev_action{nullptr};
@@ -58,7 +60,8 @@ void watcher() {
     }
     if (std::shared_ptr<InterpRecord> rec = PythonEngine::get().find(id)) {
       bool posted;
-      (void)post_interrupt(rec, RunInterrupt::Kind::kKeyboardInterrupt, XValue(), &posted);
+      (void)post_interrupt(rec, RunInterrupt::Kind::kKeyboardInterrupt, XValue(), &posted,
+                           g_main_thread.load(std::memory_order_acquire));
     }
   }
 }
@@ -91,7 +94,8 @@ bool ensure_installed() {
   struct sigaction cur;
   if (sigaction(SIGINT, nullptr, &cur) != 0) return false;
   if ((cur.sa_flags & SA_SIGINFO) != 0) {
-    if (cur.sa_sigaction == &on_sigint) return true;
+    // Ours already (a fork child inherits it, but not the watcher thread).
+    if (cur.sa_sigaction == &on_sigint) return start_watcher();
   } else if (cur.sa_handler == SIG_IGN || cur.sa_handler == SIG_DFL) {
     return false;
   }
@@ -110,11 +114,16 @@ bool ensure_installed() {
 }
 
 bool on_main_thread_of_main() {
-  static thread_local int main_thread = -1;
-  if (main_thread < 0) main_thread = syscall(SYS_gettid) == getpid() ? 1 : 0;
-  if (main_thread == 0) return false;
   PyThreadState* ts = cpy::current_tstate();
-  return ts != nullptr && PyThreadState_GetInterpreter(ts) == PyInterpreterState_Main();
+  if (ts == nullptr || PyThreadState_GetInterpreter(ts) != PyInterpreterState_Main()) return false;
+  // Cached per thread, again after a fork (the child's main thread is the one that forked).
+  static thread_local uint64_t checked_in = ~uint64_t{0};
+  static thread_local bool main_thread = false;
+  if (checked_in != fork_generation()) {
+    main_thread = syscall(SYS_gettid) == getpid();
+    checked_in = fork_generation();
+  }
+  return main_thread;
 }
 
 }  // namespace
@@ -123,6 +132,7 @@ SigintWatch::SigintWatch(int64_t py_id) {
   if (!on_main_thread_of_main() || !ensure_installed()) return;
   active_ = true;
   hits_at_start_ = g_hits.load(std::memory_order_acquire);
+  g_main_thread.store(PyThread_get_thread_ident(), std::memory_order_release);
   g_gen.fetch_add(1, std::memory_order_acq_rel);  // odd: watching
   g_target.store(py_id, std::memory_order_release);
 }

@@ -3,8 +3,9 @@
 // CPython handles SIGINT only in the main interpreter: its C handler sets a flag that the main
 // thread checks between bytecodes of the main interpreter. While that thread runs an exec() or
 // call() in another interpreter (PythonEngine::run), nothing would happen until the call ends.
-// So for the length of such a run a C handler of ours is chained in front of CPython's: it
-// counts the signal and posts (sem_post, async-signal-safe) to a watcher thread, then calls
+// So a C handler of ours is chained in front of CPython's (installed at the first such run and
+// left in place; outside such runs it only passes the signal on): during a run it counts the
+// signal and posts (sem_post, async-signal-safe) to a watcher thread, then calls
 // the handler it replaced, so that CPython still sees the signal. The watcher interrupts the
 // run with KeyboardInterrupt (run_interrupt.h); once the run is back, the caller runs
 // PyErr_CheckSignals(), so the main interpreter's Python handler raises there.
