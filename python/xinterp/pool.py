@@ -186,7 +186,7 @@ class _TaskFuture(_futures.Future):
             return True
         worker = self._worker
         if worker is not None:
-            worker.interrupt(self)
+            worker.interrupt(self, block=False)
         return False
 
     def _cancel_running(self):
@@ -214,23 +214,36 @@ class _WorkerContext:
         self.lock = _threading.Lock()
         self.current = None
 
-    def interrupt(self, future):
-        """Interrupts the call of future's task if this worker is running it."""
-        exc = _cancelled_error()
-        while True:
-            with self.lock:
-                if self.current is not future or future._interrupted:
-                    return
-                try:
-                    posted = self.interp.interrupt(exc)
-                except InterpreterError:  # closed under us: nothing runs there any more
-                    return
-                if posted:
-                    future._interrupted = True
-                    return
+    def interrupt(self, future, block=True):
+        """Interrupts the call of future's task if this worker is running it. Between taking
+        the task and beginning its run (its arguments being pickled) there is nothing to
+        interrupt yet: tried again until the run begins, here (block) or, for Future.cancel(),
+        which may be called on an event loop's thread, on a short-lived thread of its own."""
+        if not block:
+            if self._try_interrupt(future) is None:
+                _threading.Thread(target=self.interrupt, args=(future,), daemon=True,
+                                  name='InterpreterPoolExecutor interrupt').start()
+            return
+        while self._try_interrupt(future) is None:
             # The call is about to start (or has just ended) but is not running right now:
             # an interrupt would not be posted. Let the worker thread get on, look again.
             _time.sleep(0.0001)
+
+    def _try_interrupt(self, future):
+        """True: posted; False: nothing to do (another task, done, closed, already posted);
+        None: the task is this worker's but its run has not begun (or has just ended)."""
+        exc = _cancelled_error()
+        with self.lock:
+            if self.current is not future or future._interrupted:
+                return False
+            try:
+                posted = self.interp.interrupt(exc)
+            except InterpreterError:  # closed under us: nothing runs there any more
+                return False
+            if posted:
+                future._interrupted = True
+                return True
+            return None
 
     def initialize(self):
         self.interp = acquire()

@@ -35,3 +35,8 @@ def count_to(n):
     for i in range(n):
         total += i
     return total
+
+
+def spin_forever(arg):
+    while True:
+        pass

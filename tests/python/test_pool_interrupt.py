@@ -13,7 +13,8 @@ import pytest
 import xinterp
 from xinterp import pool
 from conftest import run_script
-from executor_tasks import count_to, interpreter_id, spin_then_swallow, spin_until_interrupted
+from executor_tasks import (count_to, interpreter_id, spin_forever, spin_then_swallow,
+                            spin_until_interrupted)
 
 CANCELLED = 'asyncio.exceptions.CancelledError'
 WAIT = 60  # a bound for a hung test, never a timing expectation
@@ -205,3 +206,28 @@ def test_exit_interrupts_running_tasks_quietly():
     lines = proc.stdout.strip().splitlines()
     assert lines == ['kept future cancelled: True pending cancelled: True',
                      f'reports: {[CANCELLED, CANCELLED]}', 'done'], proc.stdout
+
+
+def test_cancel_while_the_arguments_are_pickled_returns_without_waiting_for_the_run():
+    # The worker has taken the task but is still pickling its argument: nothing runs yet to
+    # interrupt. cancel() (maybe on an event loop's thread) must not wait for the run to begin:
+    # here it cannot begin before cancel() returned (go_on), so a waiting cancel() would leave
+    # the pickling to time out.
+    encoding, go_on = threading.Event(), threading.Event()
+    waited = []
+
+    class PickledSlowly:
+        def __reduce__(self):
+            encoding.set()
+            waited.append(go_on.wait(WAIT))
+            return (int, (5,))
+
+    with xinterp.InterpreterPoolExecutor(max_workers=1) as ex:
+        ex.submit(int, 1).result(timeout=WAIT)
+        f = ex.submit(spin_forever, PickledSlowly())
+        assert encoding.wait(WAIT)
+        assert f.cancel() is False
+        go_on.set()
+        with pytest.raises(concurrent.futures.CancelledError):
+            f.result(timeout=WAIT)
+    assert waited and all(waited), waited
