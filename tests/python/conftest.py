@@ -8,6 +8,7 @@ leave something behind says so with ``@pytest.mark.leaks(reason=...)``.
 
 import gc
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -22,6 +23,14 @@ from xinterp import _xinterp, channels, pool, queues
 # How long the leak check waits for releases that run asynchronously (a housekeeper draining
 # an idle owner, a thread finishing its call) before it reports a leak.
 SETTLE_TIMEOUT = 30.0
+
+
+# The Ctrl-C tests send SIGINT to child processes. A test run started in the background by a
+# non-interactive shell inherits SIGINT ignored, and so would every child (an ignored signal
+# stays ignored across exec; Python then installs no KeyboardInterrupt handler). A handled one
+# is reset to the default on exec, so the children get Python's usual handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):

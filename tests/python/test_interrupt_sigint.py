@@ -108,6 +108,7 @@ os.waitpid(pid, 0)
 '''
     proc = subprocess.Popen([sys.executable, '-W', 'ignore::DeprecationWarning', '-c', script],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = None
     try:
         word, child = proc.stdout.readline().split()
         assert word == 'ready'
@@ -115,6 +116,11 @@ os.waitpid(pid, 0)
         out, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
+            if child is not None:  # the fork child spins until interrupted
+                try:
+                    os.kill(int(child), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, err
