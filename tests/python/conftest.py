@@ -25,12 +25,16 @@ from xinterp import _xinterp, channels, pool, queues
 SETTLE_TIMEOUT = 30.0
 
 
-# The Ctrl-C tests send SIGINT to child processes. A test run started in the background by a
-# non-interactive shell inherits SIGINT ignored, and so would every child (an ignored signal
-# stays ignored across exec; Python then installs no KeyboardInterrupt handler). A handled one
-# is reset to the default on exec, so the children get Python's usual handler.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+def pytest_configure(config):
+    # The Ctrl-C tests send SIGINT to child processes. A test run started in the background by
+    # a non-interactive shell inherits SIGINT ignored, and so would every child (an ignored
+    # signal stays ignored across exec; Python then installs no KeyboardInterrupt handler). A
+    # handled one is reset to the default on exec, so the children get Python's usual handler.
+    # A hook, not module code: test modules (and so this one) are also imported inside
+    # interpreters, where the signal module must not be touched (3.12's getsignal() there hands
+    # out the main interpreter's handler object: a crash).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_report_header(config):
