@@ -528,7 +528,6 @@ def test_cancelled_acall_that_has_not_started_never_runs(interp):
     async def main():
         first = asyncio.create_task(interp.acall(_wait_on_gate, gate))
         second = asyncio.create_task(interp.acall(_record, 'ran'))
-        await asyncio.sleep(0)
         await until(lambda: _aio.worker_threads() == 1)
         second.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -727,7 +726,9 @@ def test_acall_cancelled_while_its_arguments_are_pickled_is_still_interrupted(in
         task = asyncio.ensure_future(interp.acall(_spin_forever, PickledSlowly()))
         assert await asyncio.to_thread(encoding.wait, GUARD)
         task.cancel()
-        await asyncio.sleep(0)  # the cancel is seen while the argument is still being pickled
+        # The pickling cannot end before go_on: the task's cancellation runs first unless
+        # go_on is set in this very step, so the yield below is order, not timing.
+        await asyncio.sleep(0)
         go_on.set()
         with pytest.raises(asyncio.CancelledError):
             await task
